@@ -1,0 +1,23 @@
+"""transformer_rs: fast, exact CPU inference for encoder-decoder Transformers.
+
+Rust kernels (SIMD, multithreaded) behind a NumPy API. See the README for a tour.
+"""
+
+from . import ops, reference
+from ._native import (
+    CheckpointError,
+    __version__,
+    get_num_threads,
+    set_num_threads,
+    simd_level,
+)
+
+__all__ = [
+    "CheckpointError",
+    "__version__",
+    "get_num_threads",
+    "ops",
+    "reference",
+    "set_num_threads",
+    "simd_level",
+]

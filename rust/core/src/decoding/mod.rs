@@ -1,0 +1,1 @@
+//! Incremental decoding: KV cache, greedy and beam search.

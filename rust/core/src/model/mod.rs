@@ -1,0 +1,1 @@
+//! Config, checkpoint loading (safetensors + mmap) and the Transformer.

@@ -1,0 +1,1 @@
+//! Building blocks, one struct per block: Embedding, Linear, LayerNorm, attention, FFN, encoder/decoder layers.

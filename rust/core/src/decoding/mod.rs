@@ -1,1 +1,48 @@
-//! Incremental decoding: KV cache, greedy and beam search.
+//! Incremental decoding: greedy and beam search over any [`StepDecoder`].
+//!
+//! The search algorithms only see this trait, so they are written and tested
+//! once (against toy decoders in the tests) and the Transformer implements it
+//! with its per-layer key/value caches.
+
+/// What search needs from a model: one decoder step for the rows that are
+/// still alive. A row is one hypothesis (greedy: one per source; beam: up to
+/// `beam_size` per source). The state owns every per-row cache.
+pub trait StepDecoder: Sync {
+    /// Per-call decoding state: encoder memory, cross-attention K/V, the
+    /// self-attention KV cache, for the rows alive now.
+    type State: Send;
+
+    /// V: size of the output vocabulary.
+    fn vocab_size(&self) -> usize;
+
+    /// Feeds one token per live row (`tokens.len()` == rows) at the next
+    /// position and writes log-probabilities `[rows, V]` into `log_probs`.
+    /// Cost: one decoder step per row, independent of the prefix length
+    /// except inside attention.
+    fn step(&self, state: &mut Self::State, tokens: &[i64], log_probs: &mut Vec<f32>) -> crate::Result<()>;
+
+    /// Keeps rows `rows[i]` of the current state as new row `i`, in that
+    /// order; a row may repeat (beam expansion) or be dropped (finished).
+    fn select_rows(&self, state: &mut Self::State, rows: &[usize]);
+}
+
+/// Search settings (API.md `generate`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SearchOptions {
+    pub max_new_tokens: usize,
+    /// 1 = greedy.
+    pub beam_size: usize,
+    pub length_penalty: f32,
+    /// Hypotheses to return per source, ≤ beam_size.
+    pub num_hypotheses: usize,
+    pub bos_id: i64,
+    pub eos_id: i64,
+}
+
+/// One finished (or length-capped) hypothesis: new tokens (no BOS; EOS
+/// included when produced) and score = Σ log p / len(tokens)^length_penalty.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hypothesis {
+    pub tokens: Vec<i64>,
+    pub score: f32,
+}

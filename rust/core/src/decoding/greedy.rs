@@ -99,3 +99,112 @@ pub(super) fn checked_step<D: StepDecoder>(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::toy_decoders::{
+        hashed_log_probs, log_normalize, options, recomputed_score, reference_greedy, ToyDecoder, ToyState,
+    };
+    use super::*;
+
+    fn run(decoder: &ToyDecoder, batch: usize, opts: &SearchOptions) -> Vec<Hypothesis> {
+        let result = greedy(decoder, ToyState::new(batch), batch, opts).unwrap();
+        assert_eq!(result.len(), batch);
+        result
+            .into_iter()
+            .map(|mut hyps| {
+                assert_eq!(hyps.len(), 1);
+                hyps.pop().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn equals_argmax_at_each_step_and_drops_finished_rows() {
+        for seed in 0..60u64 {
+            let vocab = 2 + (seed % 7) as usize;
+            let eos = (seed % 3) as i64 % vocab as i64;
+            let quantum = [0.0, 0.5, 2.0][(seed % 3) as usize];
+            let batch = 1 + (seed % 5) as usize;
+            let decoder = ToyDecoder::new(vocab, eos, hashed_log_probs(vocab, eos, seed, quantum, 0.4));
+            for length_penalty in [0.0, 1.0, 2.0, -0.5] {
+                let opts = options(1 + (seed % 9) as usize, 1, length_penalty, eos);
+                *decoder.fed.lock().unwrap() = Vec::new();
+                let hyps = run(&decoder, batch, &opts);
+                for (source, hyp) in hyps.iter().enumerate() {
+                    let expected = reference_greedy(&decoder, source, &opts);
+                    assert_eq!(hyp.tokens, expected, "seed {seed} source {source}");
+                    assert_eq!(hyp.score, recomputed_score(&decoder, source, &expected, length_penalty));
+                    // The row is fed once per token it produced, and never after EOS.
+                    assert_eq!(decoder.rows_fed_for(source), vec![1; expected.len()]);
+                }
+                // Rows stay in source order as others drop out.
+                for rows in decoder.fed() {
+                    assert!(rows.windows(2).all(|w| w[0] < w[1]));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sources_finish_at_different_times() {
+        // Source s puts all mass on EOS at step s + 1, else on token 1 + s.
+        let log_probs = Box::new(|source: usize, prefix: &[i64]| {
+            let mut logits = vec![0.0; 4];
+            logits[if prefix.len() == source { 0 } else { 1 + source % 3 }] = 30.0;
+            log_normalize(&logits)
+        });
+        let decoder = ToyDecoder::new(4, 0, log_probs);
+        let hyps = run(&decoder, 3, &options(10, 1, 1.0, 0));
+        assert_eq!(hyps[0].tokens, vec![0]);
+        assert_eq!(hyps[1].tokens, vec![2, 0]);
+        assert_eq!(hyps[2].tokens, vec![3, 3, 0]);
+        assert_eq!(decoder.fed(), vec![vec![0, 1, 2], vec![1, 2], vec![2]]);
+    }
+
+    #[test]
+    fn stops_at_max_new_tokens_without_eos() {
+        let decoder = ToyDecoder::new(3, 0, Box::new(|_, _| log_normalize(&[-5.0, 1.0, 0.0])));
+        let hyps = run(&decoder, 2, &options(4, 1, 2.0, 0));
+        for hyp in &hyps {
+            assert_eq!(hyp.tokens, vec![1; 4]);
+            let lp = log_normalize(&[-5.0, 1.0, 0.0])[1] as f64;
+            assert_eq!(hyp.score, ((lp + lp + lp + lp) / 16.0) as f32);
+        }
+        assert_eq!(decoder.fed().len(), 4);
+    }
+
+    #[test]
+    fn zero_max_new_tokens_runs_no_step() {
+        let decoder = ToyDecoder::new(3, 0, hashed_log_probs(3, 0, 1, 0.0, 0.0));
+        for length_penalty in [0.0, 1.0] {
+            let hyps = run(&decoder, 2, &options(0, 1, length_penalty, 0));
+            assert_eq!(hyps, vec![Hypothesis { tokens: vec![], score: 0.0 }; 2]);
+        }
+        assert!(decoder.fed().is_empty());
+        assert!(greedy(&decoder, ToyState::new(0), 0, &options(5, 1, 1.0, 0)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn eos_at_first_step() {
+        let decoder = ToyDecoder::new(3, 2, Box::new(|_, _| log_normalize(&[0.0, 1.0, 1.0])));
+        let hyps = run(&decoder, 1, &options(5, 1, 1.0, 1));
+        assert_eq!(hyps[0].tokens, vec![1], "tie between 1 and 2 goes to the lower id");
+        assert_eq!(hyps[0].score, log_normalize(&[0.0, 1.0, 1.0])[1]);
+        assert_eq!(decoder.fed().len(), 1);
+    }
+
+    #[test]
+    fn errors() {
+        let decoder = ToyDecoder::new(3, 0, hashed_log_probs(3, 0, 1, 0.0, 0.0));
+        let mut opts = options(5, 1, 1.0, 0);
+        opts.num_hypotheses = 2;
+        assert!(matches!(greedy(&decoder, ToyState::new(1), 1, &opts), Err(Error::Value(m)) if m.contains("num_hypotheses")));
+        let empty = ToyDecoder::new(0, 0, Box::new(|_, _| Vec::new()));
+        assert!(matches!(greedy(&empty, ToyState::new(1), 1, &options(5, 1, 1.0, 0)), Err(Error::Value(m)) if m.contains("vocabulary")));
+        let mut failing = ToyDecoder::new(3, 0, hashed_log_probs(3, 0, 1, 0.0, -1.0));
+        failing.fail_at_step = Some(2);
+        let err = greedy(&failing, ToyState::new(2), 2, &options(5, 1, 1.0, 0)).unwrap_err();
+        assert_eq!(err, Error::value("toy decoder failure"));
+    }
+}

@@ -52,6 +52,3 @@ pub mod greedy;
 mod hypotheses;
 #[cfg(test)]
 mod toy_decoders;
-
-pub use beam::beam_search;
-pub use greedy::greedy;

@@ -49,6 +49,7 @@ pub struct Hypothesis {
 
 pub mod beam;
 pub mod greedy;
+pub mod kv_cache;
 mod hypotheses;
 #[cfg(test)]
 mod toy_decoders;

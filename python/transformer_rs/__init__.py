@@ -4,6 +4,7 @@ Rust kernels (SIMD, multithreaded) behind a NumPy API. See the README for a tour
 """
 
 from . import ops, reference
+from .model import Transformer, TransformerConfig
 from ._native import (
     CheckpointError,
     __version__,
@@ -14,6 +15,8 @@ from ._native import (
 
 __all__ = [
     "CheckpointError",
+    "Transformer",
+    "TransformerConfig",
     "__version__",
     "get_num_threads",
     "ops",

@@ -4,7 +4,6 @@ Rust kernels (SIMD, multithreaded) behind a NumPy API. See the README for a tour
 """
 
 from . import ops, reference
-from .model import Transformer, TransformerConfig
 from ._native import (
     CheckpointError,
     __version__,
@@ -12,6 +11,7 @@ from ._native import (
     set_num_threads,
     simd_level,
 )
+from .model import Transformer, TransformerConfig
 
 __all__ = [
     "CheckpointError",

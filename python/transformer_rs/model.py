@@ -103,13 +103,18 @@ class Transformer:
         mis-shaped tensors and an invalid config.
         """
         if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict: expected a mapping of names to arrays, got {type(state_dict).__name__}")
+            raise TypeError(
+                "state_dict: expected a mapping of names to arrays, "
+                f"got {type(state_dict).__name__}"
+            )
         if isinstance(config, TransformerConfig):
             config_dict = config.to_dict()
         elif isinstance(config, Mapping):
             config_dict = dict(config)
         else:
-            raise TypeError(f"config: expected a dict or TransformerConfig, got {type(config).__name__}")
+            raise TypeError(
+                f"config: expected a dict or TransformerConfig, got {type(config).__name__}"
+            )
         try:
             config_json = json.dumps(config_dict)
         except (TypeError, ValueError) as e:
@@ -158,9 +163,13 @@ class Transformer:
         tgt = self._tokens(tgt, "tgt")
         memory = _float_array(memory, "memory")
         if memory.ndim != 3:
-            raise ValueError(f"memory: expected a 3-D array [B, S, d_model], got shape {memory.shape}")
+            raise ValueError(
+                f"memory: expected a 3-D array [B, S, d_model], got shape {memory.shape}"
+            )
         if memory.shape[0] != tgt.shape[0]:
-            raise ValueError(f"memory: batch size {memory.shape[0]} does not match tgt's {tgt.shape[0]}")
+            raise ValueError(
+                f"memory: batch size {memory.shape[0]} does not match tgt's {tgt.shape[0]}"
+            )
         if memory.shape[2] != self._config.d_model:
             raise ValueError(
                 f"memory: expected width d_model = {self._config.d_model}, got shape {memory.shape}"
@@ -170,8 +179,8 @@ class Transformer:
             mask = _bool_array(memory_key_padding_mask, "memory_key_padding_mask")
             if mask.shape != memory.shape[:2]:
                 raise ValueError(
-                    f"memory_key_padding_mask: expected shape {memory.shape[:2]} ([B, S] of memory), "
-                    f"got {mask.shape}"
+                    f"memory_key_padding_mask: expected shape {memory.shape[:2]} "
+                    f"([B, S] of memory), got {mask.shape}"
                 )
         return self._native.decode(tgt, memory, mask)
 
@@ -209,7 +218,9 @@ class Transformer:
         beam_size = _int(beam_size, "beam_size")
         num_hypotheses = _int(num_hypotheses, "num_hypotheses")
         if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens: expected a non-negative integer, got {max_new_tokens}")
+            raise ValueError(
+                f"max_new_tokens: expected a non-negative integer, got {max_new_tokens}"
+            )
         if max_new_tokens > self._config.max_len:
             raise ValueError(
                 f"max_new_tokens: at most max_len = {self._config.max_len} (the positional table), "
@@ -218,14 +229,21 @@ class Transformer:
         if beam_size < 1:
             raise ValueError(f"beam_size: expected an integer >= 1, got {beam_size}")
         if not 1 <= num_hypotheses <= beam_size:
-            raise ValueError(f"num_hypotheses: expected between 1 and beam_size ({beam_size}), got {num_hypotheses}")
+            raise ValueError(
+                f"num_hypotheses: expected between 1 and beam_size ({beam_size}), "
+                f"got {num_hypotheses}"
+            )
         if isinstance(length_penalty, (bool, np.bool_)) or not isinstance(
             length_penalty, (int, float, np.integer, np.floating)
         ):
-            raise TypeError(f"length_penalty: expected a real number, got {type(length_penalty).__name__}")
+            raise TypeError(
+                f"length_penalty: expected a real number, got {type(length_penalty).__name__}"
+            )
         if not np.isfinite(length_penalty):
             raise ValueError(f"length_penalty: expected a finite number, got {length_penalty}")
-        hyps = self._native.generate(src, max_new_tokens, beam_size, float(length_penalty), num_hypotheses)
+        hyps = self._native.generate(
+            src, max_new_tokens, beam_size, float(length_penalty), num_hypotheses
+        )
         if num_hypotheses > 1 or return_scores:
             return [[(list(tokens), float(score)) for tokens, score in per_src] for per_src in hyps]
         return [list(per_src[0][0]) if per_src else [] for per_src in hyps]
@@ -238,7 +256,8 @@ class Transformer:
         vocabulary, length <= max_len) happen in Rust and name ``name``."""
         if isinstance(ids, (list, tuple)) and len(ids) == 0:
             return np.zeros((0, 0), dtype=np.int64)
-        if isinstance(ids, (list, tuple)) and any(isinstance(row, (list, tuple, np.ndarray)) for row in ids):
+        is_list = isinstance(ids, (list, tuple))
+        if is_list and any(isinstance(row, (list, tuple, np.ndarray)) for row in ids):
             rows = [_token_row(row, name, i) for i, row in enumerate(ids)]
             width = max((len(r) for r in rows), default=0)
             out = np.full((len(rows), width), self._config.pad_id, dtype=np.int64)
@@ -248,7 +267,9 @@ class Transformer:
         arr = np.asarray(ids)
         _check_integer(arr, name)
         if arr.ndim != 2:
-            raise ValueError(f"{name}: expected a 2-D array [B, L] of token ids, got shape {arr.shape}")
+            raise ValueError(
+                f"{name}: expected a 2-D array [B, L] of token ids, got shape {arr.shape}"
+            )
         return _to_int64(arr, name)
 
 

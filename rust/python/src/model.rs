@@ -24,6 +24,9 @@ pub struct NativeTransformer {
     inner: Arc<Transformer>,
 }
 
+/// Per source, (new tokens, score) pairs, best first.
+type RankedHypotheses = Vec<Vec<(Vec<i64>, f32)>>;
+
 fn tokens<'a>(ids: &'a [i64], shape: &[usize]) -> TokenBatch<'a> {
     TokenBatch::new(ids, shape[0], shape[1])
 }
@@ -93,7 +96,7 @@ impl NativeTransformer {
         let ids = src.as_slice()?;
         let e = self.inner.config().d_model;
         let out = compute(py, || self.inner.encode(tokens(ids, &shape)))?;
-        Ok(out.into_pyarray(py).reshape([shape[0], shape[1], e])?)
+        out.into_pyarray(py).reshape([shape[0], shape[1], e])
     }
 
     /// logits [B, T, V] for tgt [B, T], memory [B, S, E], mask [B, S] or None.
@@ -119,7 +122,7 @@ impl NativeTransformer {
             self.inner
                 .decode(tokens(ids, &shape), mem, memory_shape, mask)
         })?;
-        Ok(out.into_pyarray(py).reshape([shape[0], shape[1], v])?)
+        out.into_pyarray(py).reshape([shape[0], shape[1], v])
     }
 
     /// logits [B, T, V] for src [B, S], tgt [B, T].
@@ -136,9 +139,8 @@ impl NativeTransformer {
             self.inner
                 .forward(tokens(src_ids, &src_shape), tokens(tgt_ids, &tgt_shape))
         })?;
-        Ok(out
-            .into_pyarray(py)
-            .reshape([tgt_shape[0], tgt_shape[1], v])?)
+        out.into_pyarray(py)
+            .reshape([tgt_shape[0], tgt_shape[1], v])
     }
 
     /// Per source, up to `num_hypotheses` (new tokens, score), best first.
@@ -150,7 +152,7 @@ impl NativeTransformer {
         beam_size: usize,
         length_penalty: f32,
         num_hypotheses: usize,
-    ) -> PyResult<Vec<Vec<(Vec<i64>, f32)>>> {
+    ) -> PyResult<RankedHypotheses> {
         let shape = src.shape().to_vec();
         let ids = src.as_slice()?;
         let cfg = self.inner.config();

@@ -29,6 +29,9 @@ pub struct TransformerConfig {
     pub eos_id: i64,
 }
 
+/// Largest positional table (max_len × d_model f32 values, 1 GiB).
+pub const MAX_POSITION_ENTRIES: usize = 1 << 28;
+
 impl TransformerConfig {
     /// Parses and validates `config.json` text; errors are checkpoint errors
     /// naming the key (missing, wrong type or invalid value). Other keys are
@@ -105,6 +108,18 @@ impl TransformerConfig {
                 self.d_model, self.n_heads
             )));
         }
+        // The positional table [max_len, E] is computed from the config
+        // alone, so its size must be bounded before anything is allocated.
+        if self
+            .max_len
+            .checked_mul(self.d_model)
+            .is_none_or(|n| n > MAX_POSITION_ENTRIES)
+        {
+            return Err(Error::checkpoint(format!(
+                "config: `max_len` × `d_model` ({} × {}) exceeds {MAX_POSITION_ENTRIES} positional-table entries",
+                self.max_len, self.d_model
+            )));
+        }
         if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
             return Err(bad(
                 "layer_norm_eps",
@@ -144,9 +159,7 @@ impl TransformerConfig {
 }
 
 fn bad(key: &str, expected: &str, got: impl std::fmt::Display) -> Error {
-    Error::checkpoint(format!(
-        "config: `{key}` must be {expected}, got {got}"
-    ))
+    Error::checkpoint(format!("config: `{key}` must be {expected}, got {got}"))
 }
 
 fn get<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a Value> {
@@ -222,6 +235,7 @@ mod tests {
         rejects(|c| c.n_decoder_layers = 0, "n_decoder_layers");
         rejects(|c| c.src_vocab_size = 0, "src_vocab_size");
         rejects(|c| c.max_len = 0, "max_len");
+        rejects(|c| c.max_len = usize::MAX / 2, "max_len");
         rejects(|c| c.layer_norm_eps = 0.0, "layer_norm_eps");
         rejects(|c| c.layer_norm_eps = f64::NAN, "layer_norm_eps");
         rejects(|c| c.bos_id = 13, "bos_id");

@@ -44,15 +44,21 @@ unsafe fn layer_norm_generic<V: F32Vec>(
     let rem = e - full;
     let (g, b) = (gamma.as_ptr(), beta.as_ptr());
 
-    // Pass 1: v = x (+ residual, stored to out), Σv.
+    // Pass 1: v = x (+ residual, stored to out), Σ(v - v₀). Shifting by the
+    // first element makes a constant row's m₀ exact (then d = 0 below).
+    let v0 = match residual {
+        None => *x,
+        Some(r) => *x + *r,
+    };
+    let vv0 = V::splat(v0);
     let mut vsum = V::splat(0.0);
     let src = match residual {
         None => {
             for i in (0..full).step_by(w) {
-                vsum = vsum.add(V::load(x.add(i)));
+                vsum = vsum.add(V::load(x.add(i)).sub(vv0));
             }
             if rem > 0 {
-                vsum = vsum.add(V::load_partial(x.add(full), rem, 0.0));
+                vsum = vsum.add(V::load_partial(x.add(full), rem, v0).sub(vv0));
             }
             x
         }
@@ -60,22 +66,18 @@ unsafe fn layer_norm_generic<V: F32Vec>(
             for i in (0..full).step_by(w) {
                 let v = V::load(x.add(i)).add(V::load(r.add(i)));
                 v.store(out.add(i));
-                vsum = vsum.add(v);
+                vsum = vsum.add(v.sub(vv0));
             }
             if rem > 0 {
-                let v = V::load_partial(x.add(full), rem, 0.0).add(V::load_partial(
-                    r.add(full),
-                    rem,
-                    0.0,
-                ));
+                let v = V::load_partial(x.add(full), rem, v0).add(V::load_partial(r.add(full), rem, 0.0));
                 v.store_partial(out.add(full), rem);
-                vsum = vsum.add(v);
+                vsum = vsum.add(v.sub(vv0));
             }
             out as *const f32
         }
     };
     let inv_e = 1.0 / e as f32;
-    let m0 = vsum.reduce_add() * inv_e;
+    let m0 = v0 + vsum.reduce_add() * inv_e;
 
     // Pass 2: Σd, Σd² with d = v - m₀ (padding lanes hold m₀, so d = 0).
     let vm0 = V::splat(m0);

@@ -91,3 +91,56 @@ unsafe fn horner<V: F32Vec>(x: V, c: &[f32]) -> V {
     }
     acc
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::dispatch;
+    use crate::kernels::simd::isa_kernel;
+
+    isa_kernel! {
+        fn exp_slice(x: &mut [f32]) = exp_slice_generic
+    }
+
+    /// Whole vectors only: the test lengths are multiples of 16.
+    #[inline(always)]
+    unsafe fn exp_slice_generic<V: F32Vec>(x: &mut [f32]) {
+        for c in x.chunks_exact_mut(V::LANES) {
+            exp(V::load(c.as_ptr())).store(c.as_mut_ptr());
+        }
+    }
+
+    #[test]
+    fn exp_relative_error_below_2e7_over_its_range() {
+        let n = 1 << 16;
+        let x: Vec<f32> = (0..n).map(|i| EXP_LO + (EXP_HI - EXP_LO) * i as f32 / (n - 1) as f32).collect();
+        for isa in dispatch::available() {
+            let mut y = x.clone();
+            // SAFETY: `available()` only lists ISAs this CPU runs.
+            unsafe { exp_slice(isa, &mut y) };
+            let worst = x
+                .iter()
+                .zip(&y)
+                .map(|(&x, &y)| {
+                    let want = (x as f64).exp();
+                    (y as f64 - want).abs() / want
+                })
+                .fold(0.0, f64::max);
+            assert!(worst < 2e-7, "{isa:?}: max relative error {worst:e}");
+        }
+    }
+
+    #[test]
+    fn exp_edges() {
+        let mut x = vec![0.0; 16];
+        x[..8].copy_from_slice(&[0.0, f32::NEG_INFINITY, -1e30, -88.0, 89.0, 1e30, -87.0, 1.0]);
+        for isa in dispatch::available() {
+            let mut y = x.clone();
+            // SAFETY: `available()` only lists ISAs this CPU runs.
+            unsafe { exp_slice(isa, &mut y) };
+            assert_eq!(&y[..6], &[1.0, 0.0, 0.0, 0.0, f32::INFINITY, f32::INFINITY], "{isa:?}");
+            assert!(((y[6] as f64) / (-87f64).exp() - 1.0).abs() < 2e-7, "{isa:?}: {}", y[6]);
+            assert!(((y[7] as f64) / 1f64.exp() - 1.0).abs() < 2e-7, "{isa:?}: {}", y[7]);
+        }
+    }
+}

@@ -18,7 +18,10 @@ fn gelu_on(isa: Isa, x: &[f32]) -> Vec<f32> {
 fn reference_gelu_matches_mpmath() {
     for (x, want) in GELU_GOLDEN {
         let got = reference::gelu(x);
-        assert!((got - want).abs() <= 1e-13 * want.abs(), "gelu({x}) = {got:e}, mpmath {want:e}");
+        assert!(
+            (got - want).abs() <= 1e-13 * want.abs(),
+            "gelu({x}) = {got:e}, mpmath {want:e}"
+        );
     }
 }
 
@@ -30,7 +33,16 @@ fn gelu_matches_reference_over_the_whole_range() {
         let m = 10f32.powi(e);
         x.extend([m, -m, 1.7 * m, -1.7 * m]);
     }
-    x.extend([0.0, -0.0, 1e4, -1e4, f32::MAX, f32::MIN, f32::MIN_POSITIVE, 1e-45]);
+    x.extend([
+        0.0,
+        -0.0,
+        1e4,
+        -1e4,
+        f32::MAX,
+        f32::MIN,
+        f32::MIN_POSITIVE,
+        1e-45,
+    ]);
     let want: Vec<f64> = x.iter().map(|&v| reference::gelu(v)).collect();
     for isa in dispatch::available() {
         let got = gelu_on(isa, &x);
@@ -51,7 +63,13 @@ fn gelu_matches_reference_over_the_whole_range() {
 fn gelu_golden_values() {
     let (x, want): (Vec<f32>, Vec<f64>) = GELU_GOLDEN.iter().copied().unzip();
     for isa in dispatch::available() {
-        assert_close(&gelu_on(isa, &x), &want, GELU_REL, GELU_ABS, &format!("{isa:?}"));
+        assert_close(
+            &gelu_on(isa, &x),
+            &want,
+            GELU_REL,
+            GELU_ABS,
+            &format!("{isa:?}"),
+        );
     }
 }
 
@@ -70,12 +88,24 @@ fn relu_and_gelu_all_lengths_with_and_without_bias() {
                 let mut got = x.clone();
                 activation_with(isa, act, &mut got, None);
                 let want: Vec<f64> = x.iter().map(|&v| f(v)).collect();
-                assert_close(&got, &want, GELU_REL, GELU_ABS, &format!("{isa:?} {act:?} n={n}"));
+                assert_close(
+                    &got,
+                    &want,
+                    GELU_REL,
+                    GELU_ABS,
+                    &format!("{isa:?} {act:?} n={n}"),
+                );
 
                 let mut got = x.clone();
                 activation_with(isa, act, &mut got, Some(&bias));
                 let want: Vec<f64> = x.iter().zip(&bias).map(|(&v, &b)| f(v + b)).collect();
-                assert_close(&got, &want, GELU_REL, GELU_ABS, &format!("{isa:?} {act:?} n={n} bias"));
+                assert_close(
+                    &got,
+                    &want,
+                    GELU_REL,
+                    GELU_ABS,
+                    &format!("{isa:?} {act:?} n={n} bias"),
+                );
             }
         }
     }

@@ -69,7 +69,11 @@ unsafe fn layer_norm_generic<V: F32Vec>(
                 vsum = vsum.add(v.sub(vv0));
             }
             if rem > 0 {
-                let v = V::load_partial(x.add(full), rem, v0).add(V::load_partial(r.add(full), rem, 0.0));
+                let v = V::load_partial(x.add(full), rem, v0).add(V::load_partial(
+                    r.add(full),
+                    rem,
+                    0.0,
+                ));
                 v.store_partial(out.add(full), rem);
                 vsum = vsum.add(v.sub(vv0));
             }

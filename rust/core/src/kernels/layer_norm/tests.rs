@@ -18,12 +18,22 @@ fn random_rows_with_offsets() {
             // Offsets make the mean large against the spread: a one-pass
             // E[x²] - E[x]² in f32 would lose every digit at 1e4.
             for (offset, spread) in [(0.0, 1.0), (3.0, 0.01), (1e4, 1.0), (-1e6, 10.0)] {
-                let x: Vec<f32> = rng.vec(n, -spread, spread).iter().map(|v| v + offset).collect();
+                let x: Vec<f32> = rng
+                    .vec(n, -spread, spread)
+                    .iter()
+                    .map(|v| v + offset)
+                    .collect();
                 let (g, b) = params(&mut rng, n);
                 let want = reference::layer_norm(&x, &g, &b, EPS);
                 let mut got = vec![f32::NAN; n];
                 layer_norm_row_with(isa, &x, &g, &b, EPS, &mut got);
-                assert_close(&got, &want, 1e-5, 1e-5, &format!("{isa:?} n={n} offset={offset}"));
+                assert_close(
+                    &got,
+                    &want,
+                    1e-5,
+                    1e-5,
+                    &format!("{isa:?} n={n} offset={offset}"),
+                );
             }
         }
     }
@@ -50,11 +60,16 @@ fn constant_rows_give_beta() {
 fn eps_is_used_as_given() {
     // Variance 1 (±1 alternating); eps = 3 gives 1/sqrt(4) = 0.5.
     for isa in dispatch::available() {
-        let x: Vec<f32> = (0..10).map(|j| if j % 2 == 0 { 1.0 } else { -1.0 }).collect();
+        let x: Vec<f32> = (0..10)
+            .map(|j| if j % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
         let (g, b) = (vec![1.0; 10], vec![0.0; 10]);
         let mut got = vec![0.0; 10];
         layer_norm_row_with(isa, &x, &g, &b, 3.0, &mut got);
-        assert!(got.iter().zip(&x).all(|(&y, &v)| y == 0.5 * v), "{isa:?}: {got:?}");
+        assert!(
+            got.iter().zip(&x).all(|(&y, &v)| y == 0.5 * v),
+            "{isa:?}: {got:?}"
+        );
     }
 }
 

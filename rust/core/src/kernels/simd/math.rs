@@ -113,7 +113,9 @@ mod tests {
     #[test]
     fn exp_relative_error_below_2e7_over_its_range() {
         let n = 1 << 16;
-        let x: Vec<f32> = (0..n).map(|i| EXP_LO + (EXP_HI - EXP_LO) * i as f32 / (n - 1) as f32).collect();
+        let x: Vec<f32> = (0..n)
+            .map(|i| EXP_LO + (EXP_HI - EXP_LO) * i as f32 / (n - 1) as f32)
+            .collect();
         for isa in dispatch::available() {
             let mut y = x.clone();
             // SAFETY: `available()` only lists ISAs this CPU runs.
@@ -138,9 +140,21 @@ mod tests {
             let mut y = x.clone();
             // SAFETY: `available()` only lists ISAs this CPU runs.
             unsafe { exp_slice(isa, &mut y) };
-            assert_eq!(&y[..6], &[1.0, 0.0, 0.0, 0.0, f32::INFINITY, f32::INFINITY], "{isa:?}");
-            assert!(((y[6] as f64) / (-87f64).exp() - 1.0).abs() < 2e-7, "{isa:?}: {}", y[6]);
-            assert!(((y[7] as f64) / 1f64.exp() - 1.0).abs() < 2e-7, "{isa:?}: {}", y[7]);
+            assert_eq!(
+                &y[..6],
+                &[1.0, 0.0, 0.0, 0.0, f32::INFINITY, f32::INFINITY],
+                "{isa:?}"
+            );
+            assert!(
+                ((y[6] as f64) / (-87f64).exp() - 1.0).abs() < 2e-7,
+                "{isa:?}: {}",
+                y[6]
+            );
+            assert!(
+                ((y[7] as f64) / 1f64.exp() - 1.0).abs() < 2e-7,
+                "{isa:?}: {}",
+                y[7]
+            );
         }
     }
 }

@@ -32,7 +32,9 @@ impl Rng {
 }
 
 /// Lengths 0, 1, odd ones, and around every multiple of 4, 8 and 16 lanes.
-pub(crate) const LENGTHS: [usize; 20] = [0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 100];
+pub(crate) const LENGTHS: [usize; 20] = [
+    0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 100,
+];
 
 /// Panics unless |got - want| ≤ rel·|want| + abs everywhere (NaN fails).
 pub(crate) fn assert_close(got: &[f32], want: &[f64], rel: f64, abs: f64, what: &str) {

@@ -25,7 +25,10 @@ pub(super) fn softmax(x: &[f32], scale: f32, mask: Option<&[f32]>) -> Vec<f64> {
 }
 
 pub(super) fn log_softmax(x: &[f32]) -> Vec<f64> {
-    let max = x.iter().map(|&v| v as f64).fold(f64::NEG_INFINITY, f64::max);
+    let max = x
+        .iter()
+        .map(|&v| v as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
     let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
     x.iter().map(|&v| v as f64 - max - sum.ln()).collect()
 }

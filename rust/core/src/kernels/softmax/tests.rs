@@ -20,13 +20,25 @@ fn softmax_random_rows_scales_and_masks() {
                 for masked in [false, true] {
                     let x = rng.vec(n, -8.0, 8.0);
                     let mask: Vec<f32> = (0..n)
-                        .map(|_| if rng.below(3) == 0 { -INF } else { rng.uniform(-1.0, 1.0) })
+                        .map(|_| {
+                            if rng.below(3) == 0 {
+                                -INF
+                            } else {
+                                rng.uniform(-1.0, 1.0)
+                            }
+                        })
                         .collect();
                     let mask = masked.then_some(&mask[..]);
                     let want = reference::softmax(&x, scale, mask);
                     let mut got = x.clone();
                     softmax_row_with(isa, &mut got, scale, mask);
-                    assert_close(&got, &want, REL, ABS, &format!("{isa:?} n={n} scale={scale} mask={masked}"));
+                    assert_close(
+                        &got,
+                        &want,
+                        REL,
+                        ABS,
+                        &format!("{isa:?} n={n} scale={scale} mask={masked}"),
+                    );
                 }
             }
         }
@@ -40,10 +52,19 @@ fn softmax_rows_with_huge_values_are_finite() {
             let x: Vec<f32> = (0..n).map(|j| [1e30, -1e30, 0.0, 3.0][j % 4]).collect();
             let mut got = x.clone();
             softmax_row_with(isa, &mut got, 1.0, None);
-            assert_close(&got, &reference::softmax(&x, 1.0, None), REL, ABS, &format!("{isa:?} n={n}"));
+            assert_close(
+                &got,
+                &reference::softmax(&x, 1.0, None),
+                REL,
+                ABS,
+                &format!("{isa:?} n={n}"),
+            );
             // Only the 1e30 entries share the mass.
             let share = 1.0 / n.div_ceil(4) as f32;
-            assert!(got.iter().enumerate().all(|(j, &p)| p == if j % 4 == 0 { share } else { 0.0 }));
+            assert!(got
+                .iter()
+                .enumerate()
+                .all(|(j, &p)| p == if j % 4 == 0 { share } else { 0.0 }));
         }
     }
 }
@@ -90,7 +111,9 @@ fn softmax_masked_positions_are_exact_zeros_and_rows_sum_to_one() {
     for isa in dispatch::available() {
         let n = 77;
         let x = rng.vec(n, -30.0, 30.0);
-        let mask: Vec<f32> = (0..n).map(|j| if j % 3 == 1 { -INF } else { 0.0 }).collect();
+        let mask: Vec<f32> = (0..n)
+            .map(|j| if j % 3 == 1 { -INF } else { 0.0 })
+            .collect();
         let mut got = x.clone();
         softmax_row_with(isa, &mut got, 1.0, Some(&mask));
         assert!(got.iter().zip(&mask).all(|(&p, &m)| m == 0.0 || p == 0.0));
@@ -108,13 +131,27 @@ fn log_softmax_random_and_extreme_rows() {
             let mut got = x.clone();
             log_softmax_row_with(isa, &mut got);
             // x - max is exact-ish; the log-sum adds ~1e-7 absolute.
-            assert_close(&got, &reference::log_softmax(&x), 1e-6, 2e-6, &format!("{isa:?} n={n}"));
+            assert_close(
+                &got,
+                &reference::log_softmax(&x),
+                1e-6,
+                2e-6,
+                &format!("{isa:?} n={n}"),
+            );
 
-            let x: Vec<f32> = (0..n).map(|j| [1e30, -1e30, 0.0, 5.0, -3e38][j % 5]).collect();
+            let x: Vec<f32> = (0..n)
+                .map(|j| [1e30, -1e30, 0.0, 5.0, -3e38][j % 5])
+                .collect();
             let mut got = x.clone();
             log_softmax_row_with(isa, &mut got);
             assert!(got.iter().all(|v| v.is_finite()), "{isa:?} n={n}: {got:?}");
-            assert_close(&got, &reference::log_softmax(&x), 1e-6, 2e-6, &format!("{isa:?} n={n} extreme"));
+            assert_close(
+                &got,
+                &reference::log_softmax(&x),
+                1e-6,
+                2e-6,
+                &format!("{isa:?} n={n} extreme"),
+            );
         }
     }
 }

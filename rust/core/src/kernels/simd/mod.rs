@@ -42,6 +42,8 @@ pub(crate) trait F32Vec: Copy {
     unsafe fn div(self, o: Self) -> Self;
     /// `self · b + c`, fused (one rounding) where the ISA has FMA.
     unsafe fn mul_add(self, b: Self, c: Self) -> Self;
+    /// The rounding error of the product, `self·o - fl(self·o)`, exactly.
+    unsafe fn mul_err(self, o: Self) -> Self;
     unsafe fn max(self, o: Self) -> Self;
     unsafe fn min(self, o: Self) -> Self;
     unsafe fn abs(self) -> Self;

@@ -60,6 +60,11 @@ impl F32Vec for F32x8 {
     }
     #[inline]
     #[target_feature(enable = "avx2,fma")]
+    unsafe fn mul_err(self, o: Self) -> Self {
+        F32x8(_mm256_fmsub_ps(self.0, o.0, _mm256_mul_ps(self.0, o.0)))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn max(self, o: Self) -> Self {
         F32x8(_mm256_max_ps(self.0, o.0))
     }
@@ -168,6 +173,11 @@ impl F32Vec for F32x16 {
     #[target_feature(enable = "avx512f")]
     unsafe fn mul_add(self, b: Self, c: Self) -> Self {
         F32x16(_mm512_fmadd_ps(self.0, b.0, c.0))
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn mul_err(self, o: Self) -> Self {
+        F32x16(_mm512_fmsub_ps(self.0, o.0, _mm512_mul_ps(self.0, o.0)))
     }
     #[inline]
     #[target_feature(enable = "avx512f")]

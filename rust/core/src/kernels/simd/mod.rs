@@ -51,6 +51,14 @@ pub(crate) trait F32Vec: Copy {
     unsafe fn round(self) -> Self;
     /// 2ⁿ for lanes holding integral n in [-126, 127].
     unsafe fn pow2i(self) -> Self;
+    /// self·2ⁿ for lanes of n integral in [-160, 128], rounded once: the
+    /// result may be subnormal, 0 or +inf.
+    #[inline(always)]
+    unsafe fn mul_pow2(self, n: Self) -> Self {
+        // Two factors, each a normal power of two within `pow2i`'s range.
+        let half = n.mul(Self::splat(0.5)).round();
+        self.mul(half.pow2i()).mul(n.sub(half).pow2i())
+    }
     /// Lane-wise `if self < o { a } else { b }` (false for NaN).
     unsafe fn select_lt(self, o: Self, a: Self, b: Self) -> Self;
     /// Lane-wise `if self == o { a } else { b }`.

@@ -236,6 +236,13 @@ impl F32Vec for F32x16 {
         _mm512_reduce_max_ps(self.0)
     }
 
+    // One instruction instead of the two-step default.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn mul_pow2(self, n: Self) -> Self {
+        F32x16(_mm512_scalef_ps(self.0, n.0))
+    }
+
     // Masked moves instead of the generic bounce buffer.
     #[inline]
     #[target_feature(enable = "avx512f")]

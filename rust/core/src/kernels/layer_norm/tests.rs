@@ -30,8 +30,8 @@ fn random_rows_with_offsets() {
                 assert_close(
                     &got,
                     &want,
-                    1e-5,
-                    1e-5,
+                    2e-6,
+                    2e-6,
                     &format!("{isa:?} n={n} offset={offset}"),
                 );
             }

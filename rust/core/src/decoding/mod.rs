@@ -51,3 +51,9 @@ pub struct Hypothesis {
     pub tokens: Vec<i64>,
     pub score: f32,
 }
+
+pub mod beam;
+pub mod greedy;
+mod hypotheses;
+#[cfg(test)]
+mod toy_decoders;

@@ -15,10 +15,7 @@ pub(crate) mod test_util;
 
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
-// The AVX-512 intrinsics are stable since Rust 1.89; the workspace's
-// `rust-version` (1.85) needs raising to match.
 #[cfg(target_arch = "x86_64")]
-#[clippy::msrv = "1.89"]
 pub(crate) mod x86;
 
 /// A vector of `LANES` f32 values.

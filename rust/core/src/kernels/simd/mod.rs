@@ -150,7 +150,7 @@ pub(crate) fn for_each_row(x: &mut [f32], n: usize, f: impl Fn(&mut [f32]) + Syn
         return;
     }
     assert!(
-        n > 0 && x.len() % n == 0,
+        n > 0 && x.len().is_multiple_of(n),
         "row length {n} does not divide {} elements",
         x.len()
     );

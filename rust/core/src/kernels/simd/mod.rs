@@ -44,7 +44,8 @@ pub(crate) trait F32Vec: Copy {
     unsafe fn max(self, o: Self) -> Self;
     unsafe fn min(self, o: Self) -> Self;
     unsafe fn abs(self) -> Self;
-    /// Round to the nearest integer, ties to even.
+    /// Round to the nearest integer, ties to even (for |self| < 2²², all
+    /// this crate needs).
     unsafe fn round(self) -> Self;
     /// 2ⁿ for lanes holding integral n in [-126, 127].
     unsafe fn pow2i(self) -> Self;

@@ -68,7 +68,11 @@ impl F32Vec for f32 {
     }
     #[inline(always)]
     unsafe fn round(self) -> Self {
-        self.round_ties_even()
+        // Adding 1.5·2²³ pushes the fraction bits out (the FPU rounds to
+        // nearest even); baseline x86-64 has no round instruction, and
+        // `round_ties_even` would be a libm call.
+        const MAGIC: f32 = 12_582_912.0;
+        (self + MAGIC) - MAGIC
     }
     #[inline(always)]
     unsafe fn pow2i(self) -> Self {

@@ -49,8 +49,8 @@ pub(crate) trait F32Vec: Copy {
     unsafe fn round(self) -> Self;
     /// 2ⁿ for lanes holding integral n in [-126, 127].
     unsafe fn pow2i(self) -> Self;
-    /// self·2ⁿ for lanes of n integral in [-160, 128], rounded once: the
-    /// result may be subnormal, 0 or +inf.
+    /// self·2ⁿ for lanes of n integral in [-160, 128] and self in [0.5, 2]
+    /// (as in exp), rounded once: the result may be subnormal, 0 or +inf.
     #[inline(always)]
     unsafe fn mul_pow2(self, n: Self) -> Self {
         // Two factors, each a normal power of two within `pow2i`'s range.

@@ -75,7 +75,7 @@ pub fn beam_search<D: StepDecoder>(
             is_greedy: true,
         })
         .collect();
-    let mut feed = Vec::with_capacity(batch * opts.beam_size);
+    let mut feed = Vec::new();
     let mut log_probs = Vec::new();
     for len in 1..=opts.max_new_tokens {
         if rows.is_empty() {
@@ -209,8 +209,9 @@ struct BeamSearch<'o> {
 }
 
 impl<'o> BeamSearch<'o> {
+    /// Buffers start empty (`beam_size` comes from the user and may be
+    /// huge) and grow during the first steps, then are reused.
     fn new(opts: &'o SearchOptions, vocab: usize, batch: usize) -> Self {
-        let rows = batch * (opts.beam_size + 1);
         BeamSearch {
             opts,
             vocab,
@@ -219,8 +220,8 @@ impl<'o> BeamSearch<'o> {
                 .map(|_| FinishedPool::new(opts.beam_size))
                 .collect(),
             candidates: Vec::new(),
-            next_rows: Vec::with_capacity(rows),
-            parents: Vec::with_capacity(rows),
+            next_rows: Vec::new(),
+            parents: Vec::new(),
         }
     }
 
@@ -275,7 +276,7 @@ impl<'o> BeamSearch<'o> {
                         flat: beam * vocab + token,
                     }));
             }
-            let top = (2 * opts.beam_size).min(self.candidates.len());
+            let top = opts.beam_size.saturating_mul(2).min(self.candidates.len());
             if top < self.candidates.len() {
                 self.candidates.select_nth_unstable_by(top - 1, rank);
                 self.candidates.truncate(top);
@@ -682,6 +683,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn huge_beam_size_searches_everything_without_reserving_for_it() {
+        let decoder = ToyDecoder::new(3, 0, hashed_log_probs(3, 0, 77, 0.0, 0.2));
+        let mut opts = options(3, usize::MAX, 1.0, 0);
+        opts.num_hypotheses = 4;
+        let mut expected = all_hypotheses(&decoder, 0, &opts);
+        expected.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+        expected.truncate(4);
+        assert_eq!(run(&decoder, 1, &opts)[0], expected);
     }
 
     #[test]

@@ -37,6 +37,7 @@
 //! fewer distinct hypotheses exist, e.g. `max_new_tokens == 0`).
 
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 use super::greedy::{checked_step, checked_vocab_size, greedy};
 use super::hypotheses::{argmax, higher_first, length_normalized, FinishedPool};
@@ -134,16 +135,33 @@ struct LiveRow {
 }
 
 /// A (beam, token) extension of a source's beams; `flat` = beam · V + token.
+/// Ordered by rank: `Less` = ranks first (higher sum, then lower beam, then
+/// lower token), so a max-heap of candidates has the worst on top.
 #[derive(Clone, Copy, Debug)]
 struct Candidate {
     sum: f64,
     flat: usize,
 }
 
-/// `Less` when `a` ranks before `b`: higher sum, then lower beam, lower token.
-fn rank(a: &Candidate, b: &Candidate) -> Ordering {
-    higher_first(a.sum, b.sum).then(a.flat.cmp(&b.flat))
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        higher_first(self.sum, other.sum).then(self.flat.cmp(&other.flat))
+    }
 }
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Candidate {}
 
 /// Node id of the empty prefix.
 const ROOT: usize = usize::MAX;
@@ -200,7 +218,8 @@ struct BeamSearch<'o> {
     tree: TokenTree,
     /// One per source, capacity `beam_size`; payload (node, len).
     pools: Vec<FinishedPool<(usize, usize)>>,
-    candidates: Vec<Candidate>,
+    /// The best candidates of the current source, worst on top.
+    top_candidates: BinaryHeap<Candidate>,
     /// Rows after the current step, grouped by source in source order:
     /// beams (best first), then the shadow greedy row if any.
     next_rows: Vec<LiveRow>,
@@ -219,7 +238,7 @@ impl<'o> BeamSearch<'o> {
             pools: (0..batch)
                 .map(|_| FinishedPool::new(opts.beam_size))
                 .collect(),
-            candidates: Vec::new(),
+            top_candidates: BinaryHeap::new(),
             next_rows: Vec::new(),
             parents: Vec::new(),
         }
@@ -242,7 +261,8 @@ impl<'o> BeamSearch<'o> {
         }
     }
 
-    /// One source's rows `range` of `rows` (beams first, then the shadow row).
+    /// One source's rows `range` of `rows` (beams first, then the shadow
+    /// row): choose its next beams, follow its greedy path, retire it if done.
     fn advance_source(
         &mut self,
         rows: &[LiveRow],
@@ -250,74 +270,34 @@ impl<'o> BeamSearch<'o> {
         range: std::ops::Range<usize>,
         len: usize,
     ) {
-        let (opts, vocab) = (self.opts, self.vocab);
-        let source = rows[range.start].source;
+        let vocab = self.vocab;
         let row_log_probs = |row: usize| &log_probs[row * vocab..(row + 1) * vocab];
+        let source = rows[range.start].source;
         let first_new = self.next_rows.len();
         let greedy = range
             .clone()
             .find(|&row| rows[row].is_greedy)
             .map(|row| (row, argmax(row_log_probs(row))));
-        let mut greedy_eos_offered = false;
-
         let beams = rows[range.clone()]
             .iter()
             .take_while(|row| row.is_beam)
             .count();
-        let mut chosen = 0;
-        if beams > 0 {
-            self.candidates.clear();
-            for beam in 0..beams {
-                let parent_sum = rows[range.start + beam].sum;
-                let extensions = row_log_probs(range.start + beam).iter().enumerate();
-                self.candidates
-                    .extend(extensions.map(|(token, &lp)| Candidate {
-                        sum: parent_sum + f64::from(lp),
-                        flat: beam * vocab + token,
-                    }));
-            }
-            let top = opts.beam_size.saturating_mul(2).min(self.candidates.len());
-            if top < self.candidates.len() {
-                self.candidates.select_nth_unstable_by(top - 1, rank);
-                self.candidates.truncate(top);
-            }
-            self.candidates.sort_unstable_by(rank);
-            for candidate in &self.candidates {
-                let parent = range.start + candidate.flat / vocab;
-                let token = candidate.flat % vocab;
-                let on_greedy_path = greedy == Some((parent, token));
-                let parent_node = rows[parent].node;
-                if token as i64 == opts.eos_id {
-                    let tree = &mut self.tree;
-                    let score = length_normalized(candidate.sum, len, opts.length_penalty);
-                    self.pools[source].offer(score, || (tree.push(parent_node, opts.eos_id), len));
-                    greedy_eos_offered |= on_greedy_path;
-                } else {
-                    let node = self.tree.push(parent_node, token as i64);
-                    self.next_rows.push(LiveRow {
-                        source,
-                        sum: candidate.sum,
-                        node,
-                        is_beam: true,
-                        is_greedy: on_greedy_path,
-                    });
-                    self.parents.push(parent);
-                    chosen += 1;
-                    if chosen == opts.beam_size {
-                        break;
-                    }
-                }
-            }
-        }
-
+        let (chosen, greedy_eos_offered) = if beams > 0 {
+            self.choose_beams(
+                rows,
+                log_probs,
+                range.start..range.start + beams,
+                len,
+                greedy,
+            )
+        } else {
+            (0, false)
+        };
         if let Some((row, token)) = greedy {
             let sum = rows[row].sum + f64::from(row_log_probs(row)[token]);
-            if token as i64 == opts.eos_id {
+            if token as i64 == self.opts.eos_id {
                 if !greedy_eos_offered {
-                    let tree = &mut self.tree;
-                    let score = length_normalized(sum, len, opts.length_penalty);
-                    self.pools[source]
-                        .offer(score, || (tree.push(rows[row].node, opts.eos_id), len));
+                    self.offer_eos(source, rows[row].node, sum, len);
                 }
             } else if !self.next_rows[first_new..]
                 .iter()
@@ -334,31 +314,112 @@ impl<'o> BeamSearch<'o> {
                 self.parents.push(row);
             }
         }
-
-        if len == opts.max_new_tokens {
-            return;
+        if len < self.opts.max_new_tokens {
+            if beams > 0 && self.beams_are_done(source, first_new, chosen, len) {
+                self.keep_only_greedy_row(first_new);
+            }
+            self.drop_hopeless_shadow_row(source, first_new, len);
         }
-        if beams > 0 && self.beams_are_done(source, first_new, chosen, len) {
-            // Keep only the greedy row (if alive), as a shadow row.
-            let greedy_next =
-                (first_new..self.next_rows.len()).find(|&i| self.next_rows[i].is_greedy);
-            let kept = greedy_next.map(|i| {
-                (
-                    LiveRow {
-                        is_beam: false,
-                        ..self.next_rows[i]
-                    },
-                    self.parents[i],
-                )
-            });
-            self.next_rows.truncate(first_new);
-            self.parents.truncate(first_new);
-            if let Some((row, parent)) = kept {
-                self.next_rows.push(row);
-                self.parents.push(parent);
+    }
+
+    /// Scans the top 2k candidates of the beams `beam_rows` (one source's)
+    /// best first: EOS → offered to the pool, others → `next_rows` until k
+    /// are chosen. Returns (beams chosen, whether the greedy row's EOS was
+    /// offered); `greedy` = (greedy row, its argmax token).
+    fn choose_beams(
+        &mut self,
+        rows: &[LiveRow],
+        log_probs: &[f32],
+        beam_rows: std::ops::Range<usize>,
+        len: usize,
+        greedy: Option<(usize, usize)>,
+    ) -> (usize, bool) {
+        let (opts, vocab) = (self.opts, self.vocab);
+        let source = rows[beam_rows.start].source;
+        // Partial selection: one pass over beams × V keeping the best
+        // `wanted` in a heap, so most candidates cost a single comparison.
+        let wanted = opts
+            .beam_size
+            .saturating_mul(2)
+            .min(beam_rows.len() * vocab);
+        let top = &mut self.top_candidates;
+        top.clear();
+        for (beam, row) in beam_rows.clone().enumerate() {
+            let parent_sum = rows[row].sum;
+            for (token, &lp) in log_probs[row * vocab..(row + 1) * vocab].iter().enumerate() {
+                let candidate = Candidate {
+                    sum: parent_sum + f64::from(lp),
+                    flat: beam * vocab + token,
+                };
+                if top.len() < wanted {
+                    top.push(candidate);
+                } else if top.peek().is_some_and(|worst| candidate < *worst) {
+                    if let Some(mut worst) = top.peek_mut() {
+                        *worst = candidate;
+                    }
+                }
             }
         }
-        // A shadow row is dropped once it cannot beat the best kept hypothesis.
+        // Ascending = best first; the buffer goes back into the heap below.
+        let ranked = std::mem::take(top).into_sorted_vec();
+        let mut chosen = 0;
+        let mut greedy_eos_offered = false;
+        for candidate in &ranked {
+            let parent = beam_rows.start + candidate.flat / vocab;
+            let token = candidate.flat % vocab;
+            let on_greedy_path = greedy == Some((parent, token));
+            if token as i64 == opts.eos_id {
+                self.offer_eos(source, rows[parent].node, candidate.sum, len);
+                greedy_eos_offered |= on_greedy_path;
+            } else {
+                let node = self.tree.push(rows[parent].node, token as i64);
+                self.next_rows.push(LiveRow {
+                    source,
+                    sum: candidate.sum,
+                    node,
+                    is_beam: true,
+                    is_greedy: on_greedy_path,
+                });
+                self.parents.push(parent);
+                chosen += 1;
+                if chosen == opts.beam_size {
+                    break;
+                }
+            }
+        }
+        self.top_candidates = BinaryHeap::from(ranked);
+        (chosen, greedy_eos_offered)
+    }
+
+    /// Offers prefix `parent_node` + EOS (`len` tokens, Σ log p = `sum`).
+    fn offer_eos(&mut self, source: usize, parent_node: usize, sum: f64, len: usize) {
+        let (tree, eos) = (&mut self.tree, self.opts.eos_id);
+        let score = length_normalized(sum, len, self.opts.length_penalty);
+        self.pools[source].offer(score, || (tree.push(parent_node, eos), len));
+    }
+
+    /// The source's beams are done: of its new rows `next_rows[first_new..]`
+    /// keep only the greedy one (if alive), as a shadow row.
+    fn keep_only_greedy_row(&mut self, first_new: usize) {
+        let greedy = (first_new..self.next_rows.len()).find(|&i| self.next_rows[i].is_greedy);
+        let kept = greedy.map(|i| {
+            let row = LiveRow {
+                is_beam: false,
+                ..self.next_rows[i]
+            };
+            (row, self.parents[i])
+        });
+        self.next_rows.truncate(first_new);
+        self.parents.truncate(first_new);
+        if let Some((row, parent)) = kept {
+            self.next_rows.push(row);
+            self.parents.push(parent);
+        }
+    }
+
+    /// Drops the source's shadow row (the last of `next_rows[first_new..]`,
+    /// if any) once it cannot beat the best kept hypothesis.
+    fn drop_hopeless_shadow_row(&mut self, source: usize, first_new: usize, len: usize) {
         if let Some(last) = self.next_rows[first_new..].last() {
             if !last.is_beam && !self.greedy_can_beat_best(source, last.sum, len) {
                 self.next_rows.pop();

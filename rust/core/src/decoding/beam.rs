@@ -163,6 +163,25 @@ impl PartialEq for Candidate {
 
 impl Eq for Candidate {}
 
+/// Log-probabilities scanned per [`may_reach`] test.
+const SCAN_CHUNK: usize = 64;
+
+/// False only if no `lp` of `chunk` has `parent_sum + lp` (in f64) ≥
+/// `threshold` or NaN: a vectorisable f32 pre-test on a threshold lowered
+/// by a margin far above the f64/f32 rounding errors, so it never skips a
+/// candidate the exact test would admit.
+fn may_reach(chunk: &[f32], parent_sum: f64, threshold: f64) -> bool {
+    let margin = 1e-6 * (threshold.abs() + parent_sum.abs()) + f64::from(f32::MIN_POSITIVE);
+    // ±inf or NaN in the sums makes `floor` NaN or -inf: nothing is skipped.
+    let floor = (threshold - parent_sum - margin) as f32;
+    if floor.is_nan() {
+        return true;
+    }
+    chunk
+        .iter()
+        .fold(false, |any, &lp| any | (lp >= floor) | lp.is_nan())
+}
+
 /// Node id of the empty prefix.
 const ROOT: usize = usize::MAX;
 
@@ -344,18 +363,35 @@ impl<'o> BeamSearch<'o> {
             .min(beam_rows.len() * vocab);
         let top = &mut self.top_candidates;
         top.clear();
+        // Sum of the worst kept candidate once `wanted` are kept: a sum below
+        // it cannot enter (the common case, one comparison). Comparisons with
+        // NaN are false, so NaN sums or thresholds get the exact comparison.
+        let mut threshold = f64::NEG_INFINITY;
         for (beam, row) in beam_rows.clone().enumerate() {
             let parent_sum = rows[row].sum;
-            for (token, &lp) in log_probs[row * vocab..(row + 1) * vocab].iter().enumerate() {
-                let candidate = Candidate {
-                    sum: parent_sum + f64::from(lp),
-                    flat: beam * vocab + token,
-                };
-                if top.len() < wanted {
-                    top.push(candidate);
-                } else if top.peek().is_some_and(|worst| candidate < *worst) {
-                    if let Some(mut worst) = top.peek_mut() {
-                        *worst = candidate;
+            let row_log_probs = &log_probs[row * vocab..(row + 1) * vocab];
+            for (chunk_index, chunk) in row_log_probs.chunks(SCAN_CHUNK).enumerate() {
+                if !may_reach(chunk, parent_sum, threshold) {
+                    continue;
+                }
+                for (i, &lp) in chunk.iter().enumerate() {
+                    let sum = parent_sum + f64::from(lp);
+                    if sum < threshold {
+                        continue;
+                    }
+                    let candidate = Candidate {
+                        sum,
+                        flat: beam * vocab + chunk_index * SCAN_CHUNK + i,
+                    };
+                    if top.len() < wanted {
+                        top.push(candidate);
+                    } else if let Some(mut worst) = top.peek_mut() {
+                        if candidate < *worst {
+                            *worst = candidate;
+                        }
+                    }
+                    if top.len() == wanted {
+                        threshold = top.peek().map_or(threshold, |worst| worst.sum);
                     }
                 }
             }
@@ -716,6 +752,86 @@ mod tests {
             }
         }
         assert!(shadow_rows_seen > 0, "the shadow greedy row was exercised");
+    }
+
+    #[test]
+    fn large_vocabularies_match_the_reference() {
+        // Several scan chunks per row, with the chunk pre-test skipping most.
+        for seed in 0..12u64 {
+            let vocab = [130, 200, 64][seed as usize % 3];
+            let eos = 3;
+            let decoder = ToyDecoder::new(
+                vocab,
+                eos,
+                hashed_log_probs(vocab, eos, seed, [0.0, 0.5][seed as usize % 2], 0.5),
+            );
+            for length_penalty in [0.0, 1.0] {
+                let opts = SearchOptions {
+                    num_hypotheses: 2,
+                    ..options(5, 3, length_penalty, eos)
+                };
+                let result = run(&decoder, 2, &opts);
+                for (source, hyps) in result.iter().enumerate() {
+                    check_hypotheses(&decoder, source, &opts, hyps);
+                    assert_eq!(hyps, &reference_beam(&decoder, source, &opts).0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn may_reach_never_skips_an_admissible_candidate() {
+        let exact = |chunk: &[f32], parent: f64, threshold: f64| {
+            chunk.iter().any(|&lp| {
+                let sum = parent + f64::from(lp);
+                sum.is_nan() || sum >= threshold
+            })
+        };
+        let mut values = vec![
+            0.0f32,
+            -0.0,
+            -1e-30,
+            -1.0,
+            -2.5,
+            -100.0,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        values.extend([1.0f32, 1.0 + f32::EPSILON, 1.0 - f32::EPSILON / 2.0].map(|v| -v));
+        let sums = [
+            0.0,
+            -1.0,
+            -1.0000001,
+            -3.5,
+            -1e6,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        for &lp in &values {
+            for &parent in &sums {
+                for &threshold in &sums {
+                    let chunk = [f32::NEG_INFINITY, lp];
+                    if exact(&chunk, parent, threshold) {
+                        assert!(
+                            may_reach(&chunk, parent, threshold),
+                            "{lp} {parent} {threshold}"
+                        );
+                    }
+                    // Just at the boundary, from both sides.
+                    let boundary = (threshold - parent) as f32;
+                    for delta in [-1e-7f32, 0.0, 1e-7] {
+                        let near = [boundary + delta * boundary.abs()];
+                        if exact(&near, parent, threshold) {
+                            assert!(may_reach(&near, parent, threshold));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            !may_reach(&[-10.0; 64], -1.0, -2.0),
+            "clearly hopeless chunks are skipped"
+        );
     }
 
     #[test]

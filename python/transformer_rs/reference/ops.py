@@ -45,14 +45,14 @@ def softmax(x, axis=-1) -> np.ndarray:
     """``exp(x) / sum(exp(x))`` along ``axis``, shifted by the row maximum so
     that no exponent overflows."""
     x = _f64(x)
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True, initial=-np.inf))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def log_softmax(x, axis=-1) -> np.ndarray:
     """``x - log(sum(exp(x)))`` along ``axis``, shifted by the row maximum."""
     x = _f64(x)
-    shifted = x - np.max(x, axis=axis, keepdims=True)
+    shifted = x - np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
@@ -87,7 +87,7 @@ def gelu(x) -> np.ndarray:
 def _softmax_or_zeros(scores: np.ndarray) -> np.ndarray:
     """Softmax over the last axis, except that a row where every score is
     -inf (nothing may be attended) becomes zeros instead of NaN."""
-    top = np.max(scores, axis=-1, keepdims=True)
+    top = np.max(scores, axis=-1, keepdims=True, initial=-np.inf)
     empty = top == -np.inf
     e = np.exp(scores - np.where(empty, 0.0, top))
     total = np.sum(e, axis=-1, keepdims=True)

@@ -1,5 +1,4 @@
 import pytest
-
 from transformer_rs import _native
 
 

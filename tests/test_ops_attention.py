@@ -3,12 +3,20 @@ reference, including masks, causality and rows that may attend to nothing."""
 
 import numpy as np
 import pytest
+import transformer_rs as tr
 from hypothesis import given
 from hypothesis import strategies as st
-from ops_helpers import OPS_SETTINGS, call_unmodified, check_output, dtypes, layouts, relayout, seeds, seen
+from ops_helpers import (
+    OPS_SETTINGS,
+    call_unmodified,
+    check_output,
+    dtypes,
+    layouts,
+    relayout,
+    seeds,
+    seen,
+)
 from test_ops_matmul import broadcast_batches
-
-import transformer_rs as tr
 from transformer_rs import reference as ref
 
 lengths = st.integers(0, 9)
@@ -42,12 +50,20 @@ def test_sdpa_matches_reference(simd_level, data):
     q, k, v = make(q_batch + (tq, d)), make(k_batch + (tk, d)), make(v_batch + (tk, dv))
     batch = np.broadcast_shapes(q_batch, k_batch, v_batch)
     kind = data.draw(st.sampled_from([None, "bool", "float"]))
-    mask = None if kind is None else random_mask(data, rng, mask_shape(data, batch + (tq, tk)), kind)
+    mask = (
+        None if kind is None else random_mask(data, rng, mask_shape(data, batch + (tq, tk)), kind)
+    )
     is_causal = data.draw(st.booleans())
     scale = data.draw(st.sampled_from([None, 0.3, 2.0]))
 
     out = call_unmodified(
-        tr.ops.scaled_dot_product_attention, q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale
+        tr.ops.scaled_dot_product_attention,
+        q,
+        k,
+        v,
+        attn_mask=mask,
+        is_causal=is_causal,
+        scale=scale,
     )
 
     m = None if mask is None or mask.dtype == np.bool_ else seen(mask)
@@ -67,7 +83,9 @@ def test_sdpa_fully_masked_rows_give_zeros(simd_level):
     out = tr.ops.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     check_output(out[0, 1], np.zeros(8), atol=0)
     check_output(out[1], np.zeros((4, 8)), atol=0)
-    check_output(out[0, [0, 2, 3]], ref.scaled_dot_product_attention(q, k, v)[0, [0, 2, 3]], atol=1e-5)
+    check_output(
+        out[0, [0, 2, 3]], ref.scaled_dot_product_attention(q, k, v)[0, [0, 2, 3]], atol=1e-5
+    )
     float_mask = np.where(mask, 0.0, -np.inf)
     check_output(tr.ops.scaled_dot_product_attention(q, k, v, float_mask), out, atol=0)
     empty = tr.ops.scaled_dot_product_attention(q, k[:, :0], v[:, :0])  # no keys at all
@@ -125,7 +143,9 @@ def test_mha_matches_reference(simd_level, data):
     else:
         key = make(lead + (tk, e))
         value = key if sharing == "key is value" else make(lead + (tk, e))
-    w_in, b_in, w_out, b_out = mha_weights(rng, e, data.draw(st.booleans()), data.draw(st.booleans()))
+    w_in, b_in, w_out, b_out = mha_weights(
+        rng, e, data.draw(st.booleans()), data.draw(st.booleans())
+    )
 
     padding_kind = data.draw(st.sampled_from([None, "bool", "float"]))
     key_padding_mask = None
@@ -176,7 +196,16 @@ def test_mha_masks_follow_torch_multihead_attention(simd_level):
     blocked[:, 0] = True
 
     out = tr.ops.multi_head_attention(
-        query, memory, memory, 1, w_in, None, w_out, None, key_padding_mask=padding, attn_mask=blocked
+        query,
+        memory,
+        memory,
+        1,
+        w_in,
+        None,
+        w_out,
+        None,
+        key_padding_mask=padding,
+        attn_mask=blocked,
     )
 
     allowed = ~padding[:, None, :] & ~blocked[None]
@@ -192,7 +221,9 @@ def test_mha_query_attending_to_nothing_gives_out_proj_bias(simd_level):
     x = rng.standard_normal((2, 4, e))
     padding = np.zeros((2, 4), bool)
     padding[1] = True
-    out = tr.ops.multi_head_attention(x, x, x, 2, w_in, b_in, w_out, b_out, key_padding_mask=padding)
+    out = tr.ops.multi_head_attention(
+        x, x, x, 2, w_in, b_in, w_out, b_out, key_padding_mask=padding
+    )
     check_output(out[1], np.broadcast_to(b_out, (4, e)), atol=1e-6)
     assert np.isfinite(out).all()
 
@@ -206,6 +237,9 @@ def test_mha_larger_than_kernel_tiles(simd_level, h):
     for key in (x, memory):
         out = tr.ops.multi_head_attention(x, key, key, h, w_in, b_in, w_out, b_out, is_causal=True)
         expected = ref.multi_head_attention(
-            *(seen(a) for a in (x, key, key)), h, *(seen(a) for a in (w_in, b_in, w_out, b_out)), is_causal=True
+            *(seen(a) for a in (x, key, key)),
+            h,
+            *(seen(a) for a in (w_in, b_in, w_out, b_out)),
+            is_causal=True,
         )
         check_output(out, expected, atol=1e-5, scale=1 + np.abs(expected))

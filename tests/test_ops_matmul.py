@@ -2,11 +2,19 @@
 
 import numpy as np
 import pytest
+import transformer_rs as tr
 from hypothesis import given
 from hypothesis import strategies as st
-from ops_helpers import OPS_SETTINGS, call_unmodified, check_output, dtypes, layouts, relayout, seeds, seen
-
-import transformer_rs as tr
+from ops_helpers import (
+    OPS_SETTINGS,
+    call_unmodified,
+    check_output,
+    dtypes,
+    layouts,
+    relayout,
+    seeds,
+    seen,
+)
 from transformer_rs import reference as ref
 
 sizes = st.integers(0, 17)
@@ -53,7 +61,9 @@ def test_matmul_sizes_across_tiles(simd_level, mkn):
     b = rng.standard_normal((k, n)).astype(np.float32)
     check_output(tr.ops.matmul(a, b), ref.matmul(a, b), atol=1e-5, scale=ref.matmul(abs(a), abs(b)))
     b3 = rng.standard_normal((3, k, n)).astype(np.float32)
-    check_output(tr.ops.matmul(a, b3), ref.matmul(a, b3), atol=1e-5, scale=ref.matmul(abs(a), abs(b3)))
+    check_output(
+        tr.ops.matmul(a, b3), ref.matmul(a, b3), atol=1e-5, scale=ref.matmul(abs(a), abs(b3))
+    )
 
 
 def test_matmul_empty_and_zero_k():
@@ -92,7 +102,9 @@ def test_linear_matches_reference(simd_level, data):
     out = call_unmodified(tr.ops.linear, x, weight, bias)
 
     expected = ref.linear(seen(x), seen(weight), None if bias is None else seen(bias))
-    scale = ref.linear(np.abs(seen(x)), np.abs(seen(weight)), None if bias is None else np.abs(seen(bias)))
+    scale = ref.linear(
+        np.abs(seen(x)), np.abs(seen(weight)), None if bias is None else np.abs(seen(bias))
+    )
     check_output(out, expected, atol=1e-5, scale=scale)
 
 
@@ -100,4 +112,9 @@ def test_linear_default_bias_is_none_and_keyword_names():
     rng = np.random.default_rng(1)
     x, w, b = rng.standard_normal((2, 3)), rng.standard_normal((4, 3)), rng.standard_normal(4)
     check_output(tr.ops.linear(x, w), ref.linear(seen(x), seen(w)), atol=1e-5, scale=10)
-    check_output(tr.ops.linear(x=x, weight=w, bias=b), ref.linear(seen(x), seen(w), seen(b)), atol=1e-5, scale=10)
+    check_output(
+        tr.ops.linear(x=x, weight=w, bias=b),
+        ref.linear(seen(x), seen(w), seen(b)),
+        atol=1e-5,
+        scale=10,
+    )

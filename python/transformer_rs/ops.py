@@ -132,7 +132,9 @@ def matmul(a, b) -> np.ndarray:
             raise ValueError(f"{name}: expected at least 1 dimension, got a 0-d array")
     k = a.shape[-1]
     if b.ndim == 1 and b.shape[0] != k:
-        raise ValueError(f"b: expected shape [{k}] to match a's last axis {k}, got {_shape(b.shape)}")
+        raise ValueError(
+            f"b: expected shape [{k}] to match a's last axis {k}, got {_shape(b.shape)}"
+        )
     if b.ndim > 1 and b.shape[-2] != k:
         raise ValueError(
             f"b: expected shape [..., {k}, N] to match a's last axis {k}, got {_shape(b.shape)}"
@@ -258,7 +260,8 @@ def scaled_dot_product_attention(
     tk = k.shape[-2]
     if k.shape[-1] != d:
         raise ValueError(
-            f"k: expected shape [..., Tk, {d}] to match q's last axis D = {d}, got {_shape(k.shape)}"
+            f"k: expected shape [..., Tk, {d}] to match q's last axis D = {d}, "
+            f"got {_shape(k.shape)}"
         )
     if v.shape[-2] != tk:
         raise ValueError(
@@ -363,12 +366,16 @@ def multi_head_attention(
     if e == 0:
         raise ValueError("query: expected a positive embed dim E, got 0")
     if e % num_heads:
-        raise ValueError(f"num_heads: embed dim E = {e} is not divisible by num_heads = {num_heads}")
+        raise ValueError(
+            f"num_heads: embed dim E = {e} is not divisible by num_heads = {num_heads}"
+        )
 
     def matrix(x, name, rows, what):
         arr = _float32(x, name)
         if arr.shape != (rows, e):
-            raise ValueError(f"{name}: expected shape {what} = {_shape((rows, e))}, got {_shape(arr.shape)}")
+            raise ValueError(
+                f"{name}: expected shape {what} = {_shape((rows, e))}, got {_shape(arr.shape)}"
+            )
         return arr
 
     w_in = matrix(in_proj_weight, "in_proj_weight", 3 * e, "[3E, E]")
@@ -384,7 +391,8 @@ def multi_head_attention(
         want = (tk,) if unbatched else (b, tk)
         if padding.shape != want:
             raise ValueError(
-                f"key_padding_mask: expected shape [B, Tk] = {_shape(want)}, got {_shape(padding.shape)}"
+                f"key_padding_mask: expected shape [B, Tk] = {_shape(want)}, "
+                f"got {_shape(padding.shape)}"
             )
         mask = padding.reshape(b, 1, 1, tk)
     if attn_mask is not None:

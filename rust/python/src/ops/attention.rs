@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use transformer_rs_core::kernels::attention::attention_head;
 use transformer_rs_core::kernels::gemm::MatRef;
 
-use super::arrays::{into_array, value_error, zeroed_output};
+use super::arrays::{c_slice, c_slice_opt, into_array, value_error, zeroed_output};
 use super::batch::{broadcast, check_broadcasts_to, item_offsets, split_matrix};
 use crate::errors::compute;
 
@@ -31,10 +31,16 @@ pub fn scaled_dot_product_attention<'py>(
     let (k_batch, tk, k_d) = split_matrix("k", "[..., Tk, D]", k.shape())?;
     let (v_batch, v_tk, dv) = split_matrix("v", "[..., Tk, Dv]", v.shape())?;
     if k_d != d {
-        return Err(value_error(format!("k: expected shape [..., Tk, {d}] to match q's last axis, got {:?}", k.shape())));
+        return Err(value_error(format!(
+            "k: expected shape [..., Tk, {d}] to match q's last axis, got {:?}",
+            k.shape()
+        )));
     }
     if v_tk != tk {
-        return Err(value_error(format!("v: expected shape [..., {tk}, Dv] to match k's Tk, got {:?}", v.shape())));
+        return Err(value_error(format!(
+            "v: expected shape [..., {tk}, Dv] to match k's Tk, got {:?}",
+            v.shape()
+        )));
     }
     let batch = broadcast(&[("q", q_batch), ("k", k_batch), ("v", v_batch)])?;
     let mask_rows = match &attn_mask {
@@ -54,21 +60,32 @@ pub fn scaled_dot_product_attention<'py>(
     let scale = scale.map_or_else(|| default_scale(d), |s| s as f32);
     let out_shape = [batch.as_slice(), &[tq, dv]].concat();
     let mut out = zeroed_output(&out_shape)?;
+    if out.is_empty() {
+        return into_array(py, &out_shape, out);
+    }
     let q_items = item_offsets(&batch, q_batch, tq * d);
     let k_items = item_offsets(&batch, k_batch, tk * d);
     let v_items = item_offsets(&batch, v_batch, tk * dv);
-    let mask_items = attn_mask.as_ref().map(|m| item_offsets(&batch, &m.shape()[..m.ndim() - 2], mask_rows * tk));
-    let (q, k, v) = (q.as_slice()?, k.as_slice()?, v.as_slice()?);
-    let mask = attn_mask.as_ref().map(|m| m.as_slice()).transpose()?;
+    let mask_items = attn_mask
+        .as_ref()
+        .map(|m| item_offsets(&batch, &m.shape()[..m.ndim() - 2], mask_rows * tk));
+    let (q, k, v) = (c_slice("q", &q)?, c_slice("k", &k)?, c_slice("v", &v)?);
+    let mask = c_slice_opt("attn_mask", &attn_mask)?;
     compute(py, || {
-        if out.is_empty() || tk == 0 {
+        if tk == 0 {
             return Ok(()); // no keys: every query gets zeros
         }
         out.par_chunks_mut(tq * dv).enumerate().for_each(|(i, o)| {
             let mask = mask.zip(mask_items.as_ref()).map(|(m, items)| {
                 // A single mask row is broadcast to every query by row stride 0.
                 let row_stride = if mask_rows == 1 { 0 } else { tk };
-                MatRef::new(&m[items[i]..items[i] + mask_rows * tk], tq, tk, row_stride, 1)
+                MatRef::new(
+                    &m[items[i]..items[i] + mask_rows * tk],
+                    tq,
+                    tk,
+                    row_stride,
+                    1,
+                )
             });
             attention_head(
                 MatRef::row_major(&q[q_items[i]..q_items[i] + tq * d], tq, d),

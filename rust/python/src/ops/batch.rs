@@ -8,10 +8,16 @@ use super::arrays::value_error;
 
 /// Splits the shape `[..., rows, cols]` of argument `name` into
 /// (batch axes, rows, cols); `what` spells the expected shape for the error.
-pub fn split_matrix<'s>(name: &str, what: &str, shape: &'s [usize]) -> PyResult<(&'s [usize], usize, usize)> {
+pub fn split_matrix<'s>(
+    name: &str,
+    what: &str,
+    shape: &'s [usize],
+) -> PyResult<(&'s [usize], usize, usize)> {
     match shape {
         [batch @ .., rows, cols] => Ok((batch, *rows, *cols)),
-        _ => Err(value_error(format!("{name}: expected shape {what}, got {shape:?}"))),
+        _ => Err(value_error(format!(
+            "{name}: expected shape {what}, got {shape:?}"
+        ))),
     }
 }
 
@@ -42,11 +48,17 @@ pub fn broadcast(operands: &[(&str, &[usize])]) -> PyResult<Vec<usize>> {
 /// without enlarging it.
 pub fn check_broadcasts_to(name: &str, shape: &[usize], target: &[usize]) -> PyResult<()> {
     let fits = shape.len() <= target.len()
-        && shape.iter().rev().zip(target.iter().rev()).all(|(&d, &t)| d == 1 || d == t);
+        && shape
+            .iter()
+            .rev()
+            .zip(target.iter().rev())
+            .all(|(&d, &t)| d == 1 || d == t);
     if fits {
         Ok(())
     } else {
-        Err(value_error(format!("{name}: batch shape {shape:?} does not broadcast to {target:?}")))
+        Err(value_error(format!(
+            "{name}: batch shape {shape:?} does not broadcast to {target:?}"
+        )))
     }
 }
 

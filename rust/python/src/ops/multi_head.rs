@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use transformer_rs_core::kernels::attention::attention_head;
 use transformer_rs_core::kernels::gemm::MatRef;
 
-use super::arrays::{into_array, value_error, zeroed, zeroed_output};
+use super::arrays::{c_slice, c_slice_opt, into_array, value_error, zeroed, zeroed_output};
 use super::attention::default_scale;
 use super::products::linear_rows;
 use crate::errors::compute;
@@ -36,27 +36,44 @@ pub fn multi_head_attention<'py>(
     is_causal: bool,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let [b, tq, e] = *query.shape() else {
-        return Err(value_error(format!("query: expected shape [B, Tq, E], got {:?}", query.shape())));
+        return Err(value_error(format!(
+            "query: expected shape [B, Tq, E], got {:?}",
+            query.shape()
+        )));
     };
     let tk = match *key.shape() {
         [kb, tk, ke] if kb == b && ke == e => tk,
-        _ => return Err(value_error(format!("key: expected shape [{b}, Tk, {e}], got {:?}", key.shape()))),
+        _ => {
+            return Err(value_error(format!(
+                "key: expected shape [{b}, Tk, {e}], got {:?}",
+                key.shape()
+            )))
+        }
     };
     if value.shape() != [b, tk, e] {
-        return Err(value_error(format!("value: expected shape [{b}, {tk}, {e}] like key, got {:?}", value.shape())));
+        return Err(value_error(format!(
+            "value: expected shape [{b}, {tk}, {e}] like key, got {:?}",
+            value.shape()
+        )));
     }
     if e == 0 {
-        return Err(value_error("query: expected a positive embed dim E, got 0".into()));
+        return Err(value_error(
+            "query: expected a positive embed dim E, got 0".into(),
+        ));
     }
     if num_heads == 0 || e % num_heads != 0 {
-        return Err(value_error(format!("num_heads: expected a positive divisor of E = {e}, got {num_heads}")));
+        return Err(value_error(format!(
+            "num_heads: expected a positive divisor of E = {e}, got {num_heads}"
+        )));
     }
     let h = num_heads;
     let expect = |name: &str, shape: &[usize], want: &[usize]| {
         if shape == want {
             Ok(())
         } else {
-            Err(value_error(format!("{name}: expected shape {want:?}, got {shape:?}")))
+            Err(value_error(format!(
+                "{name}: expected shape {want:?}, got {shape:?}"
+            )))
         }
     };
     expect("in_proj_weight", in_proj_weight.shape(), &[3 * e, e])?;
@@ -82,11 +99,18 @@ pub fn multi_head_attention<'py>(
         },
     };
 
-    let (q_in, k_in, v_in) = (query.as_slice()?, key.as_slice()?, value.as_slice()?);
-    let (w_in, w_out) = (in_proj_weight.as_slice()?, out_proj_weight.as_slice()?);
-    let b_in = in_proj_bias.as_ref().map(|x| x.as_slice()).transpose()?;
-    let b_out = out_proj_bias.as_ref().map(|x| x.as_slice()).transpose()?;
-    let mask = attn_mask.as_ref().map(|m| m.as_slice()).transpose()?;
+    let (q_in, k_in, v_in) = (
+        c_slice("query", &query)?,
+        c_slice("key", &key)?,
+        c_slice("value", &value)?,
+    );
+    let (w_in, w_out) = (
+        c_slice("in_proj_weight", &in_proj_weight)?,
+        c_slice("out_proj_weight", &out_proj_weight)?,
+    );
+    let b_in = c_slice_opt("in_proj_bias", &in_proj_bias)?;
+    let b_out = c_slice_opt("out_proj_bias", &out_proj_bias)?;
+    let mask = c_slice_opt("attn_mask", &attn_mask)?;
 
     // One projection GEMM per distinct input: self-attention (query = key =
     // value) projects once onto [Q | K | V], cross-attention with key = value
@@ -107,34 +131,59 @@ pub fn multi_head_attention<'py>(
     compute(py, || {
         // Rows [r0, r1) of the packed in-projection: 0..E is Wq, E..2E Wk, 2E..3E Wv.
         let project = |x: &[f32], r0: usize, r1: usize, y: &mut [f32]| {
-            linear_rows(x, e, &w_in[r0 * e..r1 * e], b_in.map(|bias| &bias[r0..r1]), r1 - r0, y);
+            linear_rows(
+                x,
+                e,
+                &w_in[r0 * e..r1 * e],
+                b_in.map(|bias| &bias[r0..r1]),
+                r1 - r0,
+                y,
+            );
         };
         let (qp, kp, vp);
         if fuse_qkv {
             project(q_in, 0, 3 * e, &mut qkv);
-            (qp, kp, vp) = (Heads::of(&qkv, 3 * e, 0, tq), Heads::of(&qkv, 3 * e, e, tq), Heads::of(&qkv, 3 * e, 2 * e, tq));
+            (qp, kp, vp) = (
+                Heads::of(&qkv, 3 * e, 0, tq),
+                Heads::of(&qkv, 3 * e, e, tq),
+                Heads::of(&qkv, 3 * e, 2 * e, tq),
+            );
         } else if fuse_kv {
             project(q_in, 0, e, &mut q_buf);
             project(k_in, e, 3 * e, &mut kv);
-            (qp, kp, vp) = (Heads::of(&q_buf, e, 0, tq), Heads::of(&kv, 2 * e, 0, tk), Heads::of(&kv, 2 * e, e, tk));
+            (qp, kp, vp) = (
+                Heads::of(&q_buf, e, 0, tq),
+                Heads::of(&kv, 2 * e, 0, tk),
+                Heads::of(&kv, 2 * e, e, tk),
+            );
         } else {
             project(q_in, 0, e, &mut q_buf);
             project(k_in, e, 2 * e, &mut k_buf);
             project(v_in, 2 * e, 3 * e, &mut v_buf);
-            (qp, kp, vp) = (Heads::of(&q_buf, e, 0, tq), Heads::of(&k_buf, e, 0, tk), Heads::of(&v_buf, e, 0, tk));
+            (qp, kp, vp) = (
+                Heads::of(&q_buf, e, 0, tq),
+                Heads::of(&k_buf, e, 0, tk),
+                Heads::of(&v_buf, e, 0, tk),
+            );
         }
         let d = e / h;
         let scale = default_scale(d);
         if tq > 0 && tk > 0 {
             // One task per batch item; its heads write their D columns of the
             // item's context rows in place (leading dimension E).
-            context.par_chunks_mut(tq * e).enumerate().for_each(|(bi, ctx)| {
-                for hi in 0..h {
-                    let mask = mask.zip(mask_dims.as_ref()).map(|(m, dims)| dims.view(m, bi, hi, tq));
-                    let (q, k, v) = (qp.head(bi, hi, d), kp.head(bi, hi, d), vp.head(bi, hi, d));
-                    attention_head(q, k, v, mask, is_causal, scale, &mut ctx[hi * d..], e);
-                }
-            });
+            context
+                .par_chunks_mut(tq * e)
+                .enumerate()
+                .for_each(|(bi, ctx)| {
+                    for hi in 0..h {
+                        let mask = mask
+                            .zip(mask_dims.as_ref())
+                            .map(|(m, dims)| dims.view(m, bi, hi, tq));
+                        let (q, k, v) =
+                            (qp.head(bi, hi, d), kp.head(bi, hi, d), vp.head(bi, hi, d));
+                        attention_head(q, k, v, mask, is_causal, scale, &mut ctx[hi * d..], e);
+                    }
+                });
         }
         linear_rows(&context, e, w_out, b_out, e, &mut out);
         Ok(())
@@ -154,7 +203,12 @@ struct Heads<'a> {
 
 impl<'a> Heads<'a> {
     fn of(data: &'a [f32], width: usize, offset: usize, rows: usize) -> Self {
-        Heads { data, width, offset, rows }
+        Heads {
+            data,
+            width,
+            offset,
+            rows,
+        }
     }
 
     /// Head `h` of batch item `b`: a [T×D] view, row stride `width`.
@@ -180,6 +234,12 @@ impl MaskDims {
         let item = usize::from(self.per_batch) * b * heads + usize::from(self.per_head) * h;
         let start = item * self.rows * self.tk;
         let row_stride = if self.rows == 1 { 0 } else { self.tk };
-        MatRef::new(&mask[start..start + self.rows * self.tk], tq, self.tk, row_stride, 1)
+        MatRef::new(
+            &mask[start..start + self.rows * self.tk],
+            tq,
+            self.tk,
+            row_stride,
+            1,
+        )
     }
 }

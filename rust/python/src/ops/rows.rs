@@ -6,18 +6,24 @@ use pyo3::prelude::*;
 use rayon::prelude::*;
 use transformer_rs_core::kernels::{layer_norm as ln, softmax as sm};
 
-use super::arrays::{into_array, value_error, zeroed};
+use super::arrays::{c_slice, into_array, value_error, zeroed};
 use crate::errors::compute;
 
 /// softmax over the last axis of x [..., N].
 #[pyfunction]
-pub fn softmax<'py>(py: Python<'py>, x: PyReadonlyArrayDyn<'py, f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+pub fn softmax<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArrayDyn<'py, f32>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     map_rows(py, x, |row| sm::softmax_row(row, 1.0, None))
 }
 
 /// log_softmax over the last axis of x [..., N].
 #[pyfunction]
-pub fn log_softmax<'py>(py: Python<'py>, x: PyReadonlyArrayDyn<'py, f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+pub fn log_softmax<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArrayDyn<'py, f32>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     map_rows(py, x, sm::log_softmax_row)
 }
 
@@ -29,16 +35,20 @@ fn map_rows<'py>(
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let shape = x.shape().to_vec();
     let Some(&n) = shape.last() else {
-        return Err(value_error("x: expected at least 1 dimension, got a 0-d array".into()));
+        return Err(value_error(
+            "x: expected at least 1 dimension, got a 0-d array".into(),
+        ));
     };
-    let src = x.as_slice()?;
+    let src = c_slice("x", &x)?;
     let mut out = zeroed(src.len())?;
     compute(py, || {
         if n > 0 {
-            out.par_chunks_mut(n).zip(src.par_chunks(n)).for_each(|(o, s)| {
-                o.copy_from_slice(s);
-                kernel(o);
-            });
+            out.par_chunks_mut(n)
+                .zip(src.par_chunks(n))
+                .for_each(|(o, s)| {
+                    o.copy_from_slice(s);
+                    kernel(o);
+                });
         }
         Ok(())
     })?;
@@ -57,18 +67,29 @@ pub fn layer_norm<'py>(
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let shape = x.shape().to_vec();
     let Some(&e) = shape.last() else {
-        return Err(value_error("x: expected shape [..., E], got a 0-d array".into()));
+        return Err(value_error(
+            "x: expected shape [..., E], got a 0-d array".into(),
+        ));
     };
     for (name, param) in [("weight", &weight), ("bias", &bias)] {
         if param.shape() != [e] {
-            return Err(value_error(format!("{name}: expected shape [{e}] to match x's last axis, got {:?}", param.shape())));
+            return Err(value_error(format!(
+                "{name}: expected shape [{e}] to match x's last axis, got {:?}",
+                param.shape()
+            )));
         }
     }
-    let (src, gamma, beta) = (x.as_slice()?, weight.as_slice()?, bias.as_slice()?);
+    let (src, gamma, beta) = (
+        c_slice("x", &x)?,
+        c_slice("weight", &weight)?,
+        c_slice("bias", &bias)?,
+    );
     let mut out = zeroed(src.len())?;
     compute(py, || {
         if e > 0 {
-            out.par_chunks_mut(e).zip(src.par_chunks(e)).for_each(|(o, s)| ln::layer_norm_row(s, gamma, beta, eps, o));
+            out.par_chunks_mut(e)
+                .zip(src.par_chunks(e))
+                .for_each(|(o, s)| ln::layer_norm_row(s, gamma, beta, eps, o));
         }
         Ok(())
     })?;

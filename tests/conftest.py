@@ -1,4 +1,5 @@
 import pytest
+
 from transformer_rs import _native
 
 

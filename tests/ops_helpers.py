@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 # One fixture instance (one forced ISA) serves all examples of a test.
 OPS_SETTINGS = settings(
-    max_examples=40,
+    max_examples=75,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

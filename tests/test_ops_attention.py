@@ -3,9 +3,10 @@ reference, including masks, causality and rows that may attend to nothing."""
 
 import numpy as np
 import pytest
-import transformer_rs as tr
 from hypothesis import given
 from hypothesis import strategies as st
+
+import transformer_rs as tr
 from ops_helpers import (
     OPS_SETTINGS,
     call_unmodified,

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+
 import transformer_rs as tr
 from transformer_rs import reference as ref
 

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+
 import transformer_rs as tr
 from transformer_rs import _native
 

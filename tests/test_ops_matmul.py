@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-import transformer_rs as tr
 from hypothesis import given
 from hypothesis import strategies as st
+
+import transformer_rs as tr
 from ops_helpers import (
     OPS_SETTINGS,
     call_unmodified,

@@ -346,20 +346,17 @@ def multi_head_attention(
                 f"{name}: expected a {q.ndim}-d array like query {_shape(q.shape)}, "
                 f"got {_shape(arr.shape)}"
             )
+    if k.shape[:-2] != q.shape[:-2] or k.shape[-1] != q.shape[-1]:
+        want = "[Tk, E] with" if unbatched else f"[B, Tk, E] with B = {q.shape[0]} and"
+        raise ValueError(
+            f"key: expected shape {want} E = {q.shape[-1]} like query, got {_shape(k.shape)}"
+        )
+    if v.shape != k.shape:
+        raise ValueError(f"value: expected shape {_shape(k.shape)} like key, got {_shape(v.shape)}")
     if unbatched:
         q, k, v = q[np.newaxis], k[np.newaxis], v[np.newaxis]
     b, tq, e = q.shape
     tk = k.shape[1]
-    if k.shape != (b, tk, e):
-        raise ValueError(
-            f"key: expected shape [B, Tk, E] with B = {b} and E = {e} of query, "
-            f"got {_shape(k.shape[unbatched:])}"
-        )
-    if v.shape != k.shape:
-        raise ValueError(
-            f"value: expected shape {_shape(k.shape[unbatched:])} like key, "
-            f"got {_shape(v.shape[unbatched:])}"
-        )
     num_heads = _int(num_heads, "num_heads")
     if num_heads <= 0:
         raise ValueError(f"num_heads: expected a positive number of heads, got {num_heads}")

@@ -22,6 +22,18 @@ dtypes = st.sampled_from(DTYPES)
 layouts = st.sampled_from(LAYOUTS)
 
 
+@st.composite
+def broadcast_batches(draw, operands=2, max_ndim=3):
+    """Batch shapes of ``operands`` arrays that broadcast together: each is
+    a suffix of one output batch shape, some axes set to 1."""
+    out = draw(st.lists(st.integers(0, 3), max_size=max_ndim))
+    shapes = []
+    for _ in range(operands):
+        ndim = draw(st.integers(0, len(out)))
+        shapes.append(tuple(d if draw(st.booleans()) else 1 for d in out[len(out) - ndim :]))
+    return shapes
+
+
 def relayout(x: np.ndarray, dtype, layout: str) -> np.ndarray:
     """The values of ``x`` cast to ``dtype``, in a memory layout: C order,
     Fortran order, every other element of a larger buffer, or negative

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 import transformer_rs as tr
 from ops_helpers import (
     OPS_SETTINGS,
+    broadcast_batches,
     call_unmodified,
     check_output,
     dtypes,
@@ -17,7 +18,6 @@ from ops_helpers import (
     seeds,
     seen,
 )
-from test_ops_matmul import broadcast_batches
 from transformer_rs import reference as ref
 
 lengths = st.integers(0, 9)

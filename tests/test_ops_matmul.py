@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 import transformer_rs as tr
 from ops_helpers import (
     OPS_SETTINGS,
+    broadcast_batches,
     call_unmodified,
     check_output,
     dtypes,
@@ -19,18 +20,6 @@ from ops_helpers import (
 from transformer_rs import reference as ref
 
 sizes = st.integers(0, 17)
-
-
-@st.composite
-def broadcast_batches(draw, operands=2, max_ndim=3):
-    """Batch shapes of ``operands`` arrays that broadcast together: each is
-    a suffix of one output batch shape, some axes set to 1."""
-    out = draw(st.lists(st.integers(0, 3), max_size=max_ndim))
-    shapes = []
-    for _ in range(operands):
-        ndim = draw(st.integers(0, len(out)))
-        shapes.append(tuple(d if draw(st.booleans()) else 1 for d in out[len(out) - ndim :]))
-    return shapes
 
 
 def random_input(data, rng, shape):

@@ -193,8 +193,6 @@ class Transformer:
             raise ValueError(f"tgt: batch size {tgt.shape[0]} does not match src's {src.shape[0]}")
         return self._native.forward(src, tgt)
 
-    __call__ = forward
-
     def generate(
         self,
         src,

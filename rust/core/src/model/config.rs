@@ -102,7 +102,7 @@ impl TransformerConfig {
                 return Err(bad(key, "a positive integer", value));
             }
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(Error::checkpoint(format!(
                 "config: `d_model` ({}) must be divisible by `n_heads` ({})",
                 self.d_model, self.n_heads

@@ -141,7 +141,7 @@ impl MultiHeadAttention {
         layout: Layout,
     ) -> Result<Self> {
         let e = embed_dim;
-        if e == 0 || n_heads == 0 || e % n_heads != 0 {
+        if e == 0 || n_heads == 0 || !e.is_multiple_of(n_heads) {
             return Err(Error::value(format!(
                 "num_heads: expected a positive divisor of embed_dim {e}, got {n_heads}"
             )));

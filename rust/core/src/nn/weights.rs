@@ -54,7 +54,7 @@ impl Tensor {
     pub fn mapped(mmap: &Arc<Mmap>, offset: usize, shape: Vec<usize>) -> Option<Self> {
         let len = numel(&shape).ok()?;
         let end = len.checked_mul(4)?.checked_add(offset)?;
-        let aligned = (mmap.as_ptr() as usize + offset) % std::mem::align_of::<f32>() == 0;
+        let aligned = (mmap.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<f32>());
         if !aligned || end > mmap.len() || cfg!(target_endian = "big") {
             return None;
         }

@@ -22,8 +22,11 @@ pub fn read(path: &Path) -> Result<TensorMap> {
     let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path.display(), &e))?;
     let mmap = Arc::new(mmap);
     let st = SafeTensors::deserialize(&mmap).map_err(|e| {
+        let detail = diagnose(&mmap)
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
         Error::checkpoint(format!(
-            "{}: not a valid safetensors file: {e}",
+            "{}: not a valid safetensors file: {e}{detail}",
             path.display()
         ))
     })?;
@@ -62,6 +65,69 @@ pub fn read(path: &Path) -> Result<TensorMap> {
         map.insert(name, tensor);
     }
     Ok(map)
+}
+
+/// For a file the safetensors crate rejected: the first tensor whose header
+/// entry does not fit the data (wrong size, gap/overlap, past the end), so the
+/// error can name it. `None` if the header itself is unreadable or no single
+/// tensor is at fault.
+fn diagnose(bytes: &[u8]) -> Option<String> {
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header = bytes.get(8..8usize.checked_add(n)?)?;
+    let data_len = bytes.len() - 8 - n;
+    let serde_json::Value::Object(map) = serde_json::from_slice(header).ok()? else {
+        return None;
+    };
+    let mut entries: Vec<(&String, (usize, usize), &serde_json::Value)> = Vec::new();
+    for (name, info) in map.iter().filter(|(k, _)| *k != "__metadata__") {
+        let offsets = info.get("data_offsets")?.as_array()?;
+        let (start, end) = (
+            offsets.first()?.as_u64()? as usize,
+            offsets.get(1)?.as_u64()? as usize,
+        );
+        entries.push((name, (start, end), info));
+    }
+    entries.sort_by_key(|e| e.1);
+    let mut expected_start = 0;
+    for (name, (start, end), info) in entries {
+        if start != expected_start || end < start {
+            return Some(format!(
+                "tensor `{name}`: data_offsets [{start}, {end}] leave a gap or overlap"
+            ));
+        }
+        if end > data_len {
+            return Some(format!(
+                "tensor `{name}`: data_offsets end at {end}, past the {data_len} data bytes"
+            ));
+        }
+        let dtype = info.get("dtype")?.as_str()?;
+        let shape: Option<Vec<u64>> = info
+            .get("shape")?
+            .as_array()?
+            .iter()
+            .map(|d| d.as_u64())
+            .collect();
+        let numel = shape?.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+        let bytes_needed = dtype_bytes(dtype)
+            .zip(numel)
+            .and_then(|(b, n)| n.checked_mul(b));
+        if bytes_needed != Some((end - start) as u64) {
+            return Some(format!("tensor `{name}`: its shape and dtype {dtype} do not fit data_offsets [{start}, {end}]"));
+        }
+        expected_start = end;
+    }
+    None
+}
+
+/// Bytes per element of a safetensors dtype name.
+fn dtype_bytes(dtype: &str) -> Option<u64> {
+    Some(match dtype {
+        "F64" | "I64" | "U64" => 8,
+        "F32" | "I32" | "U32" => 4,
+        "F16" | "BF16" | "I16" | "U16" => 2,
+        "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
+        _ => return None,
+    })
 }
 
 fn widen(bytes: &[u8], size: usize, convert: impl Fn(&[u8]) -> f32) -> Vec<f32> {
@@ -180,6 +246,29 @@ mod tests {
         let b = map.root().get("b", &[(2, "n")]).unwrap().clone();
         assert_eq!(b.data(), &[0.5, -3.0]);
         assert!(!b.is_mapped());
+    }
+
+    #[test]
+    fn a_tensor_that_does_not_fit_its_offsets_is_named() {
+        let good = raw(&[
+            ("a", Dtype::F32, vec![2], vec![0u8; 8]),
+            ("b", Dtype::F32, vec![1], vec![0u8; 4]),
+        ]);
+        let n = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&good[8..8 + n]).unwrap();
+        // Claim `a` spans 12 bytes: its shape no longer fits, `b` overlaps.
+        let bad_header = header.replace("[0,8]", "[0,12]");
+        assert_ne!(bad_header, header);
+        let mut bytes = (bad_header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(bad_header.as_bytes());
+        bytes.extend(&good[8 + n..]);
+        let path = tmp("offsets");
+        std::fs::write(&path, bytes).unwrap();
+        let err = read(&path).unwrap_err();
+        assert!(
+            matches!(err, Error::Checkpoint(ref m) if m.contains("`a`")),
+            "{err:?}"
+        );
     }
 
     #[test]

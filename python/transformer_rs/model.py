@@ -272,6 +272,7 @@ class Transformer:
 
 
 def _token_row(row, name: str, i: int) -> np.ndarray:
+    """Row ``i`` of a ragged token list as a 1-D int64 array."""
     arr = np.asarray(row)
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -282,17 +283,20 @@ def _token_row(row, name: str, i: int) -> np.ndarray:
 
 
 def _check_integer(arr: np.ndarray, name: str) -> None:
+    """TypeError naming ``name`` unless ``arr`` holds (signed or unsigned) integers."""
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integer token ids, got dtype {arr.dtype}")
 
 
 def _to_int64(arr: np.ndarray, name: str) -> np.ndarray:
+    """C-contiguous int64, refusing unsigned ids that int64 cannot hold."""
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
         raise ValueError(f"{name}: token id {arr.max()} is outside the vocabulary")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def _float_array(x, name: str) -> np.ndarray:
+    """Any real array as C-contiguous float32 (TypeError for complex, object, ...)."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected a real float array, got dtype {arr.dtype}")
@@ -300,6 +304,7 @@ def _float_array(x, name: str) -> np.ndarray:
 
 
 def _bool_array(x, name: str) -> np.ndarray:
+    """A C-contiguous bool array (TypeError for any other dtype)."""
     arr = np.asarray(x)
     if arr.dtype != np.bool_:
         raise TypeError(f"{name}: expected a bool array (True = padding), got dtype {arr.dtype}")
@@ -314,6 +319,7 @@ def _json_scalar(value):
 
 
 def _int(value, name: str) -> int:
+    """``value`` as a Python int (TypeError for bools, floats and non-numbers)."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected an integer, got bool")
     try:

@@ -267,3 +267,62 @@ def test_loading_errors(tmp_path):
         tr.Transformer.from_state_dict(state, {**config, "n_heads": 5})
     with pytest.raises(ValueError, match="d_ff"):
         tr.Transformer.from_state_dict(state, {k: v for k, v in config.items() if k != "d_ff"})
+
+
+class FakeTorchTensor:
+    """Duck-types the torch.Tensor methods from_state_dict uses (torch is not a test dependency)."""
+
+    def __init__(self, array, dtype_is_float=True):
+        self.array = array
+        self.calls = []
+        self.dtype_is_float = dtype_is_float
+
+    def detach(self):
+        self.calls.append("detach")
+        return self
+
+    def cpu(self):
+        self.calls.append("cpu")
+        return self
+
+    def is_floating_point(self):
+        return self.dtype_is_float
+
+    def float(self):
+        self.calls.append("float")
+        return FakeTorchTensor(self.array.astype(np.float32))
+
+    def numpy(self):
+        return self.array
+
+
+def test_from_state_dict_accepts_torch_like_tensors():
+    folder = DATA / "tiny_pre_ln_gelu"
+    state = read_safetensors(folder / "model.safetensors")
+    config = json.loads((folder / "config.json").read_text())
+    fakes = {k: FakeTorchTensor(v.astype(np.float16)) for k, v in state.items()}
+    model = tr.Transformer.from_state_dict(fakes, config)
+    assert all(f.calls == ["detach", "cpu", "float"] for f in fakes.values())
+    reference = tr.Transformer.from_state_dict(
+        {k: v.astype(np.float16).astype(np.float32) for k, v in state.items()}, config
+    )
+    c = np.load(folder / "cases.npz")
+    np.testing.assert_array_equal(
+        model.forward(c["src"], c["tgt"]), reference.forward(c["src"], c["tgt"])
+    )
+
+
+def test_generate_from_many_threads_agrees(model):
+    src = [[3, 4, 5], [6, 7]]
+    expected = model.generate(src, max_new_tokens=8, beam_size=2, num_hypotheses=2)
+    results = [None] * 4
+
+    def run(i):
+        results[i] = model.generate(src, max_new_tokens=8, beam_size=2, num_hypotheses=2)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 4

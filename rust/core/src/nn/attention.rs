@@ -47,13 +47,61 @@ pub enum Layout {
     General,
 }
 
-/// An additive float attention mask (-inf = may not attend).
+/// An additive float attention mask of shape [B or 1, H or 1, Tq or 1, Tk]
+/// (row-major; -inf = may not attend): an axis of size 1 broadcasts, so
+/// `[1, 1, Tq, Tk]` is one mask for everything and `[B, H, Tq, Tk]` one per
+/// (item, head).
 #[derive(Clone, Copy, Debug)]
-pub enum AttnMask<'a> {
-    /// [Tq, Tk], the same for every batch item and head.
-    Shared(&'a [f32]),
-    /// [B·H, Tq, Tk], item-major (index b·H + h).
-    PerHead(&'a [f32]),
+pub struct AttnMask<'a> {
+    pub data: &'a [f32],
+    /// Size B (else 1).
+    pub per_batch: bool,
+    /// Size H (else 1).
+    pub per_head: bool,
+    /// Size Tq (else 1: one row for every query).
+    pub per_query: bool,
+}
+
+impl<'a> AttnMask<'a> {
+    /// One [Tq, Tk] mask for every item and head.
+    pub fn shared(data: &'a [f32]) -> Self {
+        AttnMask {
+            data,
+            per_batch: false,
+            per_head: false,
+            per_query: true,
+        }
+    }
+
+    /// One [Tq, Tk] mask per (item, head): data [B, H, Tq, Tk].
+    pub fn per_head(data: &'a [f32]) -> Self {
+        AttnMask {
+            data,
+            per_batch: true,
+            per_head: true,
+            per_query: true,
+        }
+    }
+
+    /// The mask's shape for B, H, Tq, Tk.
+    fn shape(&self, b: usize, h: usize, tq: usize, tk: usize) -> [usize; 4] {
+        let pick = |flag: bool, n: usize| if flag { n } else { 1 };
+        [
+            pick(self.per_batch, b),
+            pick(self.per_head, h),
+            pick(self.per_query, tq),
+            tk,
+        ]
+    }
+
+    /// The [Tq, Tk] view for item b, head hh (broadcast axes repeat).
+    fn view(&self, b: usize, hh: usize, h: usize, tq: usize, tk: usize) -> MatRef<'a> {
+        let [_, mh, mq, _] = self.shape(b + 1, h, tq, tk);
+        let item = usize::from(self.per_batch) * b * mh + usize::from(self.per_head) * hh;
+        let start = item * mq * tk;
+        let row_stride = if self.per_query { tk } else { 0 };
+        MatRef::new(&self.data[start..start + mq * tk], tq, tk, row_stride, 1)
+    }
 }
 
 /// Masks of one attention call; the default is "attend everywhere".
@@ -260,10 +308,8 @@ impl MultiHeadAttention {
         if let Some(m) = masks.key_padding_mask {
             check_len("key_padding_mask", m.len(), &[b, tk])?;
         }
-        match masks.attn_mask {
-            Some(AttnMask::Shared(m)) => check_len("attn_mask", m.len(), &[tq, tk])?,
-            Some(AttnMask::PerHead(m)) => check_len("attn_mask", m.len(), &[b * h, tq, tk])?,
-            None => {}
+        if let Some(m) = masks.attn_mask {
+            check_len("attn_mask", m.data.len(), &m.shape(b, h, tq, tk))?;
         }
         let head_masks = HeadMasks::new(masks, b, h, tq, tk);
         let same = |x: &[f32], y: &[f32]| std::ptr::eq(x, y);
@@ -463,28 +509,29 @@ fn check_len(name: &str, len: usize, shape: &[usize]) -> Result<()> {
 
 /// Additive masks per (b, h), prepared once per call: key padding becomes
 /// a [B, Tk] row of 0 / -inf broadcast over queries (row stride 0); when an
-/// attn_mask is given too, the two are summed into one buffer.
-struct HeadMasks {
+/// attn_mask is given too, the two are summed into one buffer
+/// [B, H or 1, Tq, Tk].
+struct HeadMasks<'a> {
     h: usize,
     tq: usize,
     tk: usize,
-    kind: MaskKind,
+    kind: MaskKind<'a>,
 }
 
-enum MaskKind {
+enum MaskKind<'a> {
     None,
     /// [B, Tk] key-padding rows.
     KeyPadding(Vec<f32>),
-    /// [Tq, Tk] shared by all.
-    Shared(Vec<f32>),
-    /// [B, Tq, Tk].
-    PerItem(Vec<f32>),
-    /// [B·H, Tq, Tk].
-    PerHead(Vec<f32>),
+    Attn(AttnMask<'a>),
+    /// attn_mask + key padding: [B, H or 1, Tq, Tk].
+    Combined {
+        data: Vec<f32>,
+        per_head: bool,
+    },
 }
 
-impl HeadMasks {
-    fn new(masks: &Masks, b: usize, h: usize, tq: usize, tk: usize) -> Self {
+impl<'a> HeadMasks<'a> {
+    fn new(masks: &Masks<'a>, b: usize, h: usize, tq: usize, tk: usize) -> Self {
         let padding: Option<Vec<f32>> = masks.key_padding_mask.map(|m| {
             m.iter()
                 .map(|&pad| if pad { f32::NEG_INFINITY } else { 0.0 })
@@ -493,34 +540,42 @@ impl HeadMasks {
         let kind = match (masks.attn_mask, padding) {
             (None, None) => MaskKind::None,
             (None, Some(p)) => MaskKind::KeyPadding(p),
-            (Some(AttnMask::Shared(m)), None) => MaskKind::Shared(m.to_vec()),
-            (Some(AttnMask::PerHead(m)), None) => MaskKind::PerHead(m.to_vec()),
-            (Some(AttnMask::Shared(m)), Some(p)) => MaskKind::PerItem(
-                (0..b * tq * tk)
-                    .map(|i| m[i % (tq * tk)] + p[(i / (tq * tk)) * tk + i % tk])
-                    .collect(),
-            ),
-            (Some(AttnMask::PerHead(m)), Some(p)) => MaskKind::PerHead(
-                (0..b * h * tq * tk)
-                    .map(|i| m[i] + p[(i / (h * tq * tk)) * tk + i % tk])
-                    .collect(),
-            ),
+            (Some(m), None) => MaskKind::Attn(m),
+            (Some(m), Some(p)) => {
+                let heads = if m.per_head { h } else { 1 };
+                let mut data = Vec::with_capacity(b * heads * tq * tk);
+                for bi in 0..b {
+                    for hh in 0..heads {
+                        let view = m.view(bi, hh, h, tq, tk);
+                        for i in 0..tq {
+                            data.extend((0..tk).map(|j| view.at(i, j) + p[bi * tk + j]));
+                        }
+                    }
+                }
+                MaskKind::Combined {
+                    data,
+                    per_head: m.per_head,
+                }
+            }
         };
         HeadMasks { h, tq, tk, kind }
     }
 
-    /// The [Tq, Tk] mask view of item b, head h.
-    fn get(&self, b: usize, h: usize) -> Option<MatRef<'_>> {
-        let (tq, tk) = (self.tq, self.tk);
-        let block = tq * tk;
+    /// The [Tq, Tk] mask view of item b, head hh.
+    fn get(&self, b: usize, hh: usize) -> Option<MatRef<'_>> {
+        let (h, tq, tk) = (self.h, self.tq, self.tk);
         match &self.kind {
             MaskKind::None => None,
             MaskKind::KeyPadding(p) => Some(MatRef::new(&p[b * tk..(b + 1) * tk], tq, tk, 0, 1)),
-            MaskKind::Shared(m) => Some(MatRef::row_major(m, tq, tk)),
-            MaskKind::PerItem(m) => Some(MatRef::row_major(&m[b * block..(b + 1) * block], tq, tk)),
-            MaskKind::PerHead(m) => {
-                let i = b * self.h + h;
-                Some(MatRef::row_major(&m[i * block..(i + 1) * block], tq, tk))
+            MaskKind::Attn(m) => Some(m.view(b, hh, h, tq, tk)),
+            MaskKind::Combined { data, per_head } => {
+                let m = AttnMask {
+                    data,
+                    per_batch: true,
+                    per_head: *per_head,
+                    per_query: true,
+                };
+                Some(m.view(b, hh, h, tq, tk))
             }
         }
     }
@@ -593,12 +648,18 @@ mod tests {
                                 m = f64::NEG_INFINITY;
                             }
                         }
-                        match masks.attn_mask {
-                            Some(AttnMask::Shared(a)) => m += a[i * tk + j] as f64,
-                            Some(AttnMask::PerHead(a)) => {
-                                m += a[((bb * h + hh) * tq + i) * tk + j] as f64
-                            }
-                            None => {}
+                        if let Some(a) = masks.attn_mask {
+                            // Index the [B|1, H|1, Tq|1, Tk] layout directly.
+                            let (nh, nq) = (
+                                if a.per_head { h } else { 1 },
+                                if a.per_query { tq } else { 1 },
+                            );
+                            let (ib, ih, iq) = (
+                                if a.per_batch { bb } else { 0 },
+                                if a.per_head { hh } else { 0 },
+                                if a.per_query { i } else { 0 },
+                            );
+                            m += a.data[((ib * nh + ih) * nq + iq) * tk + j] as f64;
                         }
                         if masks.causal && j > i {
                             m = f64::NEG_INFINITY;
@@ -683,29 +744,57 @@ mod tests {
                 query_len: tq,
                 key_len: tk,
             };
+            // [B, 1, 1, Tk] (one row per item) and [1, H, Tq, Tk] (per head).
+            let per_item_row: Vec<f32> = (0..b * tk).map(|_| rng.next()).collect();
+            let item_rows = AttnMask {
+                data: &per_item_row,
+                per_batch: true,
+                per_head: false,
+                per_query: false,
+            };
+            let heads_only = AttnMask {
+                data: &per_head[..h * tq * tk],
+                per_batch: false,
+                per_head: true,
+                per_query: true,
+            };
             let mask_sets = [
                 Masks::default(),
                 Masks {
-                    key_padding_mask: Some(&kpm),
+                    attn_mask: Some(item_rows),
                     ..Default::default()
                 },
                 Masks {
-                    attn_mask: Some(AttnMask::Shared(&shared)),
+                    key_padding_mask: Some(&kpm),
+                    attn_mask: Some(item_rows),
                     causal: true,
-                    ..Default::default()
                 },
                 Masks {
                     key_padding_mask: Some(&kpm),
-                    attn_mask: Some(AttnMask::Shared(&shared)),
+                    attn_mask: Some(heads_only),
                     causal: false,
                 },
                 Masks {
                     key_padding_mask: Some(&kpm),
-                    attn_mask: Some(AttnMask::PerHead(&per_head)),
+                    ..Default::default()
+                },
+                Masks {
+                    attn_mask: Some(AttnMask::shared(&shared)),
+                    causal: true,
+                    ..Default::default()
+                },
+                Masks {
+                    key_padding_mask: Some(&kpm),
+                    attn_mask: Some(AttnMask::shared(&shared)),
+                    causal: false,
+                },
+                Masks {
+                    key_padding_mask: Some(&kpm),
+                    attn_mask: Some(AttnMask::per_head(&per_head)),
                     causal: true,
                 },
                 Masks {
-                    attn_mask: Some(AttnMask::PerHead(&per_head)),
+                    attn_mask: Some(AttnMask::per_head(&per_head)),
                     ..Default::default()
                 },
             ];
@@ -866,7 +955,7 @@ mod tests {
             .contains("key_padding_mask"));
         let am = [0.0; 3];
         let m = Masks {
-            attn_mask: Some(AttnMask::Shared(&am)),
+            attn_mask: Some(AttnMask::shared(&am)),
             ..Default::default()
         };
         assert!(mha

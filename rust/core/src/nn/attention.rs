@@ -47,6 +47,23 @@ pub enum Layout {
     General,
 }
 
+impl Layout {
+    /// The fused layout these inputs allow: the same slice for query, key
+    /// and value → [`Layout::SelfAttention`]; for key and value →
+    /// [`Layout::CrossAttention`]; else [`Layout::General`]. For callers that
+    /// build a block per call (`tr.ops.multi_head_attention`).
+    pub fn for_inputs(query: &[f32], key: &[f32], value: &[f32]) -> Self {
+        let same = |x: &[f32], y: &[f32]| std::ptr::eq(x, y);
+        if same(query, key) && same(key, value) {
+            Layout::SelfAttention
+        } else if same(key, value) {
+            Layout::CrossAttention
+        } else {
+            Layout::General
+        }
+    }
+}
+
 /// An additive float attention mask of shape [B or 1, H or 1, Tq or 1, Tk]
 /// (row-major; -inf = may not attend): an axis of size 1 broadcasts, so
 /// `[1, 1, Tq, Tk]` is one mask for everything and `[B, H, Tq, Tk]` one per
@@ -843,6 +860,15 @@ mod tests {
                 assert_eq!((w2, b2), (wi.clone(), bi.clone()));
             }
         }
+    }
+
+    #[test]
+    fn layout_for_inputs_follows_slice_identity() {
+        let (a, b) = (vec![0.0f32; 4], vec![0.0f32; 4]);
+        assert_eq!(Layout::for_inputs(&a, &a, &a), Layout::SelfAttention);
+        assert_eq!(Layout::for_inputs(&a, &b, &b), Layout::CrossAttention);
+        assert_eq!(Layout::for_inputs(&a, &a, &b), Layout::General);
+        assert_eq!(Layout::for_inputs(&a, &b, &b[..3]), Layout::General);
     }
 
     #[test]

@@ -151,11 +151,6 @@ impl TransformerConfig {
         }
         Ok(())
     }
-
-    /// D = E / H.
-    pub fn head_dim(&self) -> usize {
-        self.d_model / self.n_heads
-    }
 }
 
 fn bad(key: &str, expected: &str, got: impl std::fmt::Display) -> Error {

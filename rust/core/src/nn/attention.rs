@@ -263,11 +263,6 @@ impl MultiHeadAttention {
         self.width
     }
 
-    /// H.
-    pub fn n_heads(&self) -> usize {
-        self.n_heads
-    }
-
     /// D = E / H.
     pub fn head_dim(&self) -> usize {
         self.width / self.n_heads

@@ -24,11 +24,6 @@ impl Embedding {
         })
     }
 
-    /// V.
-    pub fn vocab_size(&self) -> usize {
-        self.table.shape()[0]
-    }
-
     /// The [V, E] table (for saving).
     pub fn table(&self) -> &Tensor {
         &self.table
@@ -105,11 +100,6 @@ impl PositionalEncoding {
         }
     }
 
-    /// max_len.
-    pub fn max_len(&self) -> usize {
-        self.table.len() / self.width.max(1)
-    }
-
     /// PE[p] [E].
     pub fn row(&self, p: usize) -> &[f32] {
         &self.table[p * self.width..(p + 1) * self.width]
@@ -128,7 +118,7 @@ mod tests {
     #[test]
     fn sinusoid_values() {
         let pe = PositionalEncoding::new(5, 6);
-        assert_eq!(pe.max_len(), 5);
+        assert_eq!(pe.table().len(), 5 * 6);
         assert_eq!(pe.row(0), &[0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
         let r = pe.row(3);
         for i in 0..3 {

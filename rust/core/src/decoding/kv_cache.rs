@@ -9,12 +9,28 @@ pub struct KvCache {
     rows: Vec<RowKv>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct RowKv {
     /// [len, E].
     keys: Vec<f32>,
     /// [len, E].
     values: Vec<f32>,
+}
+
+/// Keeps the reserved capacity: a beam duplicate must not reallocate (and
+/// copy its whole prefix again) on its next push.
+impl Clone for RowKv {
+    fn clone(&self) -> Self {
+        let copy = |v: &Vec<f32>| {
+            let mut out = Vec::with_capacity(v.capacity());
+            out.extend_from_slice(v);
+            out
+        };
+        RowKv {
+            keys: copy(&self.keys),
+            values: copy(&self.values),
+        }
+    }
 }
 
 impl KvCache {
@@ -117,5 +133,10 @@ mod tests {
         assert_eq!(c.keys(0), &[5.0, 6.0, 0.0, 0.0]);
         assert_eq!(c.keys(1), c.keys(0));
         assert_eq!(c.values(2), &[3.0, 4.0, 9.0, 9.0]);
+        // Duplicated rows keep the reserved room for 4 positions.
+        assert!(c
+            .rows
+            .iter()
+            .all(|r| r.keys.capacity() >= 8 && r.values.capacity() >= 8));
     }
 }

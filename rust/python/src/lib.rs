@@ -3,6 +3,7 @@
 //! errors onto one exception hierarchy. No kernel or model logic lives here.
 
 mod errors;
+mod model;
 mod ops;
 mod runtime;
 
@@ -29,5 +30,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ops::layer_norm, m)?)?;
     m.add_function(wrap_pyfunction!(ops::scaled_dot_product_attention, m)?)?;
     m.add_function(wrap_pyfunction!(ops::multi_head_attention, m)?)?;
+    m.add_class::<model::NativeTransformer>()?;
     Ok(())
 }

@@ -198,6 +198,7 @@ def test_beam_hypotheses_are_sorted_distinct_and_scored_by_log_probs(case, max_n
         beam_size=beam_size,
         length_penalty=length_penalty,
         num_hypotheses=num_hypotheses,
+        return_scores=True,
     )
     assert len(out) == len(sources)
     for src_row, hyps in zip(sources, out):

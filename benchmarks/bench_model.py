@@ -173,7 +173,106 @@ def as_ids(tokens):
     ]
 
 
+# -- ONNX Runtime (encoder only) ------------------------------------------------
+
+
+def build_onnx_encoder(config, state, threads):
+    """An onnxruntime session computing encode() for unpadded [B, S] ids
+    (pre-LN, relu; no padding mask: the benchmark inputs have none)."""
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    e, h = config["d_model"], config["n_heads"]
+    d = e // h
+    nodes, weights = [], {}
+
+    def const(name, value):
+        weights[name] = numpy_helper.from_array(np.asarray(value), name)
+        return name
+
+    def node(op, inputs, output, **attrs):
+        nodes.append(helper.make_node(op, inputs, [output], **attrs))
+        return output
+
+    def linear(x, prefix, out):
+        weight = const(f"{prefix}.wt", state[f"{prefix}.weight"].T.copy())
+        y = node("MatMul", [x, weight], f"{out}.mm")
+        return node("Add", [y, const(f"{prefix}.b", state[f"{prefix}.bias"])], out)
+
+    def layer_norm(x, prefix, out):
+        scale, bias = (
+            const(f"{prefix}.g", state[f"{prefix}.weight"]),
+            const(f"{prefix}.bb", state[f"{prefix}.bias"]),
+        )
+        return node(
+            "LayerNormalization", [x, scale, bias], out, axis=-1, epsilon=config["layer_norm_eps"]
+        )
+
+    split_heads = const("split_heads", np.array([0, 0, h, d], np.int64))
+    merge_heads = const("merge_heads", np.array([0, 0, e], np.int64))
+    emb = node("Gather", [const("emb", state["src_tok_emb.embedding.weight"]), "ids"], "emb_x")
+    scaled = node("Mul", [emb, const("sqrt_e", np.float32(np.sqrt(e)))], "scaled")
+    length = node("Shape", ["ids"], "length", start=1, end=2)
+    table = const("pe", state["positional_encoding.pos_embedding"])
+    zero = const("zero", np.array([0], np.int64))
+    positions = node("Slice", [table, zero, length], "positions")
+    x = node("Add", [scaled, positions], "x_in")
+    for i in range(config["n_encoder_layers"]):
+        p = f"transformer.encoder.layers.{i}"
+        hn = layer_norm(x, f"{p}.norm1", f"{p}.h1")
+        w_in, b_in = state[f"{p}.self_attn.in_proj_weight"], state[f"{p}.self_attn.in_proj_bias"]
+        heads = []
+        for j, part in enumerate("qkv"):
+            proj = node(
+                "MatMul",
+                [hn, const(f"{p}.w{part}", w_in[j * e : (j + 1) * e].T.copy())],
+                f"{p}.{part}mm",
+            )
+            proj = node(
+                "Add", [proj, const(f"{p}.b{part}", b_in[j * e : (j + 1) * e])], f"{p}.{part}"
+            )
+            proj = node("Reshape", [proj, split_heads], f"{p}.{part}4")
+            perm = [0, 2, 3, 1] if part == "k" else [0, 2, 1, 3]  # k as [B, H, D, S]
+            heads.append(node("Transpose", [proj], f"{p}.{part}t", perm=perm))
+        scores = node("MatMul", heads[:2], f"{p}.scores")
+        scores = node(
+            "Mul", [scores, const(f"{p}.scale", np.float32(1 / np.sqrt(d)))], f"{p}.scaled"
+        )
+        probs = node("Softmax", [scores], f"{p}.probs", axis=-1)
+        ctx = node("MatMul", [probs, heads[2]], f"{p}.ctx")
+        ctx = node("Transpose", [ctx], f"{p}.ctxt", perm=[0, 2, 1, 3])
+        ctx = node("Reshape", [ctx, merge_heads], f"{p}.ctx3")
+        x = node("Add", [x, linear(ctx, f"{p}.self_attn.out_proj", f"{p}.attn")], f"{p}.x1")
+        hn = layer_norm(x, f"{p}.norm2", f"{p}.h2")
+        hidden = node("Relu", [linear(hn, f"{p}.linear1", f"{p}.ff1")], f"{p}.relu")
+        x = node("Add", [x, linear(hidden, f"{p}.linear2", f"{p}.ff2")], f"{p}.x2")
+    layer_norm(x, "transformer.encoder.norm", "memory")
+    graph = helper.make_graph(
+        nodes,
+        "encoder",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["B", "S"])],
+        [helper.make_tensor_value_info("memory", TensorProto.FLOAT, ["B", "S", e])],
+        initializer=list(weights.values()),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    return lambda ids: session.run(None, {"ids": np.asarray(ids, np.int64)})[0]
+
+
 # -- main ----------------------------------------------------------------------
+
+
+def installed(module):
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
 
 
 def main():
@@ -188,39 +287,45 @@ def main():
 
     state = benchmark_weights(config)
     model = tr.Transformer.from_state_dict(state, config)
-    try:
-        import ctranslate2  # noqa: F401
-    except ImportError:
-        ctranslate2 = None
+    engines = ["transformer_rs"]
+    engines += ["CTranslate2"] if installed("ctranslate2") else []
+    engines += ["ONNX Runtime"] if installed("onnxruntime") and installed("onnx") else []
     rng = np.random.default_rng(0)
-    rows = []
+    rows = []  # (case, B, tokens, {engine: seconds}, check)
     with tempfile.TemporaryDirectory() as folder:
-        if ctranslate2 is not None:
+        if "CTranslate2" in engines:
             translator, ct2_encoder = build_ctranslate2(config, state, folder, args.threads)
+        if "ONNX Runtime" in engines:
+            onnx_encode = build_onnx_encoder(config, state, args.threads)
 
         for b, s in ENCODE_SHAPES:
             src = rng.integers(len(SPECIAL_TOKENS), config["src_vocab_size"], (b, s))
-            ours, memory = timed(lambda src=src: model.encode(src), repeats)
-            theirs, check = None, ""
-            if ctranslate2 is not None:
+            seconds, checks = {}, []
+            seconds["transformer_rs"], memory = timed(lambda src=src: model.encode(src), repeats)
+            if "CTranslate2" in engines:
                 tokens = as_strings(src, "s")
-                theirs, out = timed(lambda t=tokens: ct2_encoder.forward_batch(t), repeats)
-                ct2_memory = np.asarray(out.last_hidden_state)
-                check = f"max diff {np.abs(ct2_memory - memory).max():.1e}"
-            rows.append((f"encode S={s}", b, b * s, ours, theirs, check))
+                seconds["CTranslate2"], out = timed(
+                    lambda t=tokens: ct2_encoder.forward_batch(t), repeats
+                )
+                diff = np.abs(np.asarray(out.last_hidden_state) - memory).max()
+                checks.append(f"CT2 max diff {diff:.1e}")
+            if "ONNX Runtime" in engines:
+                seconds["ONNX Runtime"], out = timed(lambda src=src: onnx_encode(src), repeats)
+                checks.append(f"ORT max diff {np.abs(out - memory).max():.1e}")
+            rows.append((f"encode S={s}", b, b * s, seconds, ", ".join(checks)))
 
         for b in (1, 8):
             src = rng.integers(len(SPECIAL_TOKENS), config["src_vocab_size"], (b, GEN_SRC_LEN))
             for beam in (1, 4):
+                seconds, check = {}, ""
 
                 def ours_fn(src=src, beam=beam):
                     return model.generate(src, max_new_tokens=NEW_TOKENS, beam_size=beam)
 
-                ours, out = timed(ours_fn, repeats)
+                seconds["transformer_rs"], out = timed(ours_fn, repeats)
                 ours_tokens = [[int(t) for t in row] for row in out]
                 assert all(len(row) == NEW_TOKENS for row in ours_tokens), "eos must be unreachable"
-                theirs, check = None, ""
-                if ctranslate2 is not None:
+                if "CTranslate2" in engines:
                     tokens = as_strings(src, "s")
 
                     def ct2_fn(tokens=tokens, beam=beam):
@@ -228,30 +333,25 @@ def main():
                             tokens, beam_size=beam, max_decoding_length=NEW_TOKENS
                         )
 
-                    theirs, results = timed(ct2_fn, repeats)
+                    seconds["CTranslate2"], results = timed(ct2_fn, repeats)
                     ct2_tokens = as_ids([r.hypotheses[0] for r in results])
                     same = sum(a == b for a, b in zip(ours_tokens, ct2_tokens))
-                    check = f"{same}/{b} identical"
+                    check = f"{same}/{b} outputs identical to CT2"
                 name = "greedy" if beam == 1 else f"beam {beam}"
-                rows.append((f"{name}, {NEW_TOKENS} new", b, b * NEW_TOKENS, ours, theirs, check))
+                rows.append((f"{name}, {NEW_TOKENS} new", b, b * NEW_TOKENS, seconds, check))
 
     shape = "Transformer-base" if not args.quick else "quick (tiny) model"
     print(f"\n{shape}, float32, {args.threads} thread(s), simd {tr.simd_level()}, "
-          f"median of {repeats}\n")  # fmt: skip
-    print(
-        "| case | B | transformer_rs ms | tokens/s | CTranslate2 ms | tokens/s | speed-up | check |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
-    for name, b, n_tokens, ours, theirs, check in rows:
-        theirs_cols = ("-", "-", "-")
-        if theirs is not None:
-            theirs_cols = (
-                f"{theirs * 1e3:.1f}",
-                f"{n_tokens / theirs:.0f}",
-                f"{theirs / ours:.2f}x",
-            )
-        print(f"| {name} | {b} | {ours * 1e3:.1f} | {n_tokens / ours:.0f} | "
-              f"{theirs_cols[0]} | {theirs_cols[1]} | {theirs_cols[2]} | {check} |")  # fmt: skip
+          f"median of {repeats}; ms per call and tokens/s\n")  # fmt: skip
+    header = "| case | B | " + " | ".join(f"{e} ms | tok/s" for e in engines) + " | check |"
+    print(header)
+    print("|---|---:|" + "---:|---:|" * len(engines) + "---|")
+    for name, b, n_tokens, seconds, check in rows:
+        cells = []
+        for engine in engines:
+            t = seconds.get(engine)
+            cells += [f"{t * 1e3:.1f}", f"{n_tokens / t:.0f}"] if t else ["-", "-"]
+        print(f"| {name} | {b} | " + " | ".join(cells) + f" | {check} |")
 
 
 if __name__ == "__main__":

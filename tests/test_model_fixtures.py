@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +152,27 @@ def test_beam_search_hypotheses_are_sorted_and_scored_consistently(case, ref, le
         # On these fixed cases the reference confirms beam search finds a
         # sequence at least as good as greedy (not a theorem in general).
         assert scores[0] >= greedy[row][0][1] - ATOL
+
+
+def test_load_takes_a_str_path(name, case):
+    model, _, cases = case
+    again = tr.Transformer.load(str(DATA / name))
+    np.testing.assert_array_equal(again.encode(cases["src"]), model.encode(cases["src"]))
+
+
+def test_concurrent_calls_from_python_threads_equal_sequential_ones(case):
+    """Models are immutable after load: many threads may share one."""
+    model, _, cases = case
+
+    def work(_):
+        return (
+            model.forward(cases["src"], cases["tgt"]),
+            model.generate(cases["src"], max_new_tokens=6, beam_size=2, return_scores=True),
+        )
+
+    expected = work(None)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(work, range(8)))
+    for logits, hyps in results:
+        np.testing.assert_array_equal(logits, expected[0])
+        assert hyps == expected[1]

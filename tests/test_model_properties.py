@@ -200,8 +200,11 @@ def test_beam_hypotheses_are_sorted_distinct_and_scored_by_log_probs(case, max_n
         num_hypotheses=num_hypotheses,
         return_scores=True,
     )
+    greedy = model.generate(
+        sources, max_new_tokens=max_new, length_penalty=length_penalty, return_scores=True
+    )
     assert len(out) == len(sources)
-    for src_row, hyps in zip(sources, out):
+    for src_row, hyps, ((_, greedy_score),) in zip(sources, out, greedy):
         assert len(hyps) == num_hypotheses
         token_lists = as_lists(tokens for tokens, _ in hyps)
         scores = [score for _, score in hyps]
@@ -213,6 +216,9 @@ def test_beam_hypotheses_are_sorted_distinct_and_scored_by_log_probs(case, max_n
             assert tokens[-1] == config["eos_id"] or len(tokens) == max_new
         expected = ref.score([src_row] * num_hypotheses, token_lists, length_penalty)
         np.testing.assert_allclose(scores, expected, rtol=0, atol=ATOL)
+        # Not a theorem of beam search in general, but our search keeps the
+        # greedy path as a candidate (rust/core/src/decoding/beam.rs).
+        assert scores[0] >= greedy_score - ATOL
 
 
 def all_continuations(vocab, eos, max_new):

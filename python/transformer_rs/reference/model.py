@@ -272,10 +272,12 @@ class Transformer:
 
     def __init__(self, state_dict: Mapping[str, np.ndarray], config: Mapping):
         self.config = dict(config)
-        self.params = {
-            name: np.asarray(state_dict[name], dtype=np.float64)
-            for name in parameter_shapes(config)
-        }
+        self.params = {}
+        for name, shape in parameter_shapes(config).items():
+            value = np.asarray(state_dict[name], dtype=np.float64)
+            if value.shape != shape:
+                raise ValueError(f"{name}: shape {value.shape}, expected {shape}")
+            self.params[name] = value
         self.positions = sinusoidal_positions(config["max_len"], config["d_model"])
 
     @classmethod

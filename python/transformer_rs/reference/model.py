@@ -268,7 +268,8 @@ def _as_token_batch(tokens, pad_id: int) -> np.ndarray:
 
 class Transformer:
     """The whole model in float64 NumPy. ``state_dict`` maps the PyTorch
-    names (CHECKPOINT.md) to arrays; ``config`` is the config.json dict."""
+    names (CHECKPOINT.md) to arrays (extra names are ignored; the positional
+    table is optional); ``config`` is the config.json dict."""
 
     def __init__(self, state_dict: Mapping[str, np.ndarray], config: Mapping):
         self.config = dict(config)
@@ -278,7 +279,14 @@ class Transformer:
             if value.shape != shape:
                 raise ValueError(f"{name}: shape {value.shape}, expected {shape}")
             self.params[name] = value
-        self.positions = sinusoidal_positions(config["max_len"], config["d_model"])
+        # PyTorch adds the checkpoint's buffer (e.g. rounded to f16); the
+        # formula only when the checkpoint has no table.
+        table = state_dict.get("positional_encoding.pos_embedding")
+        if table is None:
+            table = sinusoidal_positions(config["max_len"], config["d_model"])
+        self.positions = np.asarray(table, dtype=np.float64)
+        if self.positions.shape != (config["max_len"], config["d_model"]):
+            raise ValueError(f"positional_encoding.pos_embedding: shape {self.positions.shape}")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Transformer:

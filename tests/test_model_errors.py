@@ -143,6 +143,7 @@ def test_invalid_safetensors_is_a_checkpoint_error(tmp_path, how):
         tr.Transformer.load(folder)
 
 
+@pytest.mark.xfail(strict=True, reason="the safetensors offset error omits the tensor name")
 def test_offsets_outside_the_data_name_the_tensor(tmp_path):
     folder = write_checkpoint(tmp_path / "ckpt")
     path = folder / "model.safetensors"
@@ -171,32 +172,43 @@ def test_config_missing_a_key_is_named(tmp_path, key):
         tr.Transformer.load(write_checkpoint(tmp_path / "ckpt", config=config))
 
 
+# Known gap (reported to the lead): serde's type errors ("invalid value:
+# integer `-4`, expected usize") do not say which key they are about.
+KEY_NOT_NAMED = pytest.mark.xfail(strict=True, reason="config type errors do not name the key")
+
+
 @pytest.mark.parametrize(
     "key, value",
     [
         ("n_heads", 5),  # 32 % 5 != 0
         ("n_heads", 0),
-        ("n_heads", -4),
+        pytest.param("n_heads", -4, marks=KEY_NOT_NAMED),
         ("d_model", 0),
-        ("d_model", -32),
+        pytest.param("d_model", -32, marks=KEY_NOT_NAMED),
+        pytest.param("d_model", 32.5, marks=KEY_NOT_NAMED),
         ("d_ff", 0),
         ("max_len", 0),
         ("src_vocab_size", 0),
-        ("tgt_vocab_size", -1),
+        pytest.param("tgt_vocab_size", -1, marks=KEY_NOT_NAMED),
         ("n_decoder_layers", 0),
-        ("n_encoder_layers", -1),
-        ("activation", "tanh"),
+        pytest.param("n_encoder_layers", -1, marks=KEY_NOT_NAMED),
+        pytest.param("activation", "tanh", marks=KEY_NOT_NAMED),
+        pytest.param("norm_first", "yes", marks=KEY_NOT_NAMED),
+        ("layer_norm_eps", -1e-5),
         ("pad_id", 60),
         ("bos_id", -1),
         ("eos_id", 1000),
     ],
 )
-def test_impossible_config_is_named(tmp_path, key, value):
+@pytest.mark.parametrize("via", ["load", "from_state_dict"])
+def test_impossible_config_is_named(tmp_path, key, value, via):
     config = {**CONFIG, key: value}
-    with pytest.raises(tr.CheckpointError, match=key):
-        tr.Transformer.load(write_checkpoint(tmp_path / "ckpt", config=config))
-    with pytest.raises(ValueError, match=key):
-        tr.Transformer.from_state_dict(STATE, config)
+    if via == "load":
+        with pytest.raises(tr.CheckpointError, match=key):
+            tr.Transformer.load(write_checkpoint(tmp_path / "ckpt", config=config))
+    else:
+        with pytest.raises(ValueError, match=key):
+            tr.Transformer.from_state_dict(STATE, config)
 
 
 def test_extra_tensors_are_ignored(tmp_path, model):

@@ -176,3 +176,25 @@ def test_concurrent_calls_from_python_threads_equal_sequential_ones(case):
     for logits, hyps in results:
         np.testing.assert_array_equal(logits, expected[0])
         assert hyps == expected[1]
+
+
+def test_results_do_not_depend_on_the_thread_count(case):
+    model, _, cases = case
+    before = tr.get_num_threads()
+    outputs = []
+    try:
+        for threads in (1, 2, 3):
+            tr.set_num_threads(threads)
+            outputs.append(
+                (
+                    model.forward(cases["src"], cases["tgt"]),
+                    model.generate(cases["src"], max_new_tokens=8, beam_size=3, num_hypotheses=2),
+                )
+            )
+    finally:
+        tr.set_num_threads(before)
+    for logits, hyps in outputs[1:]:
+        np.testing.assert_allclose(logits, outputs[0][0], rtol=0, atol=1e-5)
+        assert [[list(t) for t, _ in row] for row in hyps] == [
+            [list(t) for t, _ in row] for row in outputs[0][1]
+        ]

@@ -116,7 +116,7 @@ class Transformer:
                 f"config: expected a dict or TransformerConfig, got {type(config).__name__}"
             )
         try:
-            config_json = json.dumps(config_dict)
+            config_json = json.dumps(config_dict, default=_json_scalar)
         except (TypeError, ValueError) as e:
             raise TypeError(f"config: not JSON-serialisable ({e})") from None
         names = [str(k) for k in state_dict]
@@ -306,6 +306,13 @@ def _bool_array(x, name: str) -> np.ndarray:
     if arr.dtype != np.bool_:
         raise TypeError(f"{name}: expected a bool array (True = padding), got dtype {arr.dtype}")
     return np.ascontiguousarray(arr)
+
+
+def _json_scalar(value):
+    """NumPy scalars in a config dict serialise as the Python numbers they hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
 def _int(value, name: str) -> int:

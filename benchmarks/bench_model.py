@@ -23,6 +23,7 @@ import tempfile
 import time
 
 import numpy as np
+
 import transformer_rs as tr
 from transformer_rs.reference.model import random_state_dict
 

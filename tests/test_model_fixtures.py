@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import transformer_rs as tr
 from transformer_rs import reference
 

@@ -9,9 +9,10 @@ import os
 import tempfile
 
 import numpy as np
-import transformer_rs as tr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import transformer_rs as tr
 from transformer_rs import reference
 from transformer_rs.reference.model import random_state_dict
 

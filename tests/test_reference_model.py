@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from test_model_fixtures import CASES, DATA, golden, golden_greedy
 from transformer_rs import reference
 from transformer_rs.reference.model import random_state_dict, sinusoidal_positions

@@ -123,7 +123,8 @@ def test_decode_with_any_memory_and_mask_matches_the_reference(case, data):
     b, e = len(sources), config["d_model"]
     s = data.draw(st.integers(1, 6), label="S")
     rng = np.random.default_rng(seed)
-    memory = rng.standard_normal((b, e, s))[:, ::1, :].transpose(0, 2, 1)  # non-contiguous
+    dtype = data.draw(st.sampled_from([np.float16, np.float32, np.float64]), label="dtype")
+    memory = rng.standard_normal((b, e, s)).astype(dtype).transpose(0, 2, 1)  # non-contiguous
     mask = np.array(
         data.draw(st.lists(st.lists(st.booleans(), min_size=s, max_size=s), min_size=b, max_size=b))
     )

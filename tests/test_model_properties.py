@@ -16,8 +16,12 @@ import transformer_rs as tr
 from transformer_rs import reference
 from transformer_rs.reference.model import random_state_dict
 
-ATOL = 1e-4  # float32 engine vs float64 reference on O(1) activations
-TIE = 1e-4  # logits closer than this may legitimately be argmax-ed either way
+# float32 engine vs float64 reference on O(1) activations. Tiny widths make
+# LayerNorm ill-conditioned (d_model 2: float32 NumPy itself is ~1e-4 off), so
+# the bound is a few thousand float32 ulps; any real mistake is far larger.
+ATOL = RTOL = 2e-4
+SCORE_ATOL = 5e-4  # a sum of up to 8 log-probabilities
+TIE = 5e-4  # logits closer than this may legitimately be argmax-ed either way
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -88,7 +92,7 @@ def test_encode_of_lists_equals_padded_array_and_the_reference(case, dtype):
     assert memory.dtype == np.float32 and memory.shape == (*src.shape, config["d_model"])
     keep = src != config["pad_id"]
     np.testing.assert_array_equal(model.encode(sources)[keep], memory[keep])
-    np.testing.assert_allclose(memory[keep], ref.encode(src)[keep], rtol=0, atol=ATOL)
+    np.testing.assert_allclose(memory[keep], ref.encode(src)[keep], rtol=RTOL, atol=ATOL)
 
 
 @SETTINGS
@@ -110,7 +114,7 @@ def test_forward_matches_the_reference(case, data):
     logits = model.forward(sources, tgt)
     assert logits.dtype == np.float32 and logits.shape == (*tgt.shape, config["tgt_vocab_size"])
     expected = ref.forward(padded(sources, config["pad_id"]), tgt)
-    np.testing.assert_allclose(logits, expected, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(logits, expected, rtol=RTOL, atol=ATOL)
 
 
 @SETTINGS
@@ -131,8 +135,10 @@ def test_decode_with_any_memory_and_mask_matches_the_reference(case, data):
     tgt = rng.integers(0, config["tgt_vocab_size"], (b, data.draw(st.integers(1, 5), label="T")))
     logits = model.decode(tgt, memory, memory_key_padding_mask=mask)
     expected = ref.decode(tgt, memory, memory_key_padding_mask=mask)
-    np.testing.assert_allclose(logits, expected, rtol=0, atol=ATOL)
-    np.testing.assert_allclose(model.decode(tgt, memory), ref.decode(tgt, memory), atol=ATOL)
+    np.testing.assert_allclose(logits, expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        model.decode(tgt, memory), ref.decode(tgt, memory), rtol=RTOL, atol=ATOL
+    )
 
 
 def assert_is_greedy_path(ref, config, src_row, tokens, max_new):
@@ -183,7 +189,7 @@ def test_greedy_scores_and_beam_size_one(case, max_new, length_penalty):
     best = [hyps[0] for hyps in out]
     assert as_lists(tokens for tokens, _ in best) == plain
     expected = ref.score(padded(sources, config["pad_id"]), plain, length_penalty)
-    np.testing.assert_allclose([score for _, score in best], expected, rtol=0, atol=ATOL)
+    np.testing.assert_allclose([score for _, score in best], expected, rtol=0, atol=SCORE_ATOL)
 
 
 @SETTINGS
@@ -217,10 +223,10 @@ def test_beam_hypotheses_are_sorted_distinct_and_scored_by_log_probs(case, max_n
             assert config["eos_id"] not in tokens[:-1]
             assert tokens[-1] == config["eos_id"] or len(tokens) == max_new
         expected = ref.score([src_row] * num_hypotheses, token_lists, length_penalty)
-        np.testing.assert_allclose(scores, expected, rtol=0, atol=ATOL)
+        np.testing.assert_allclose(scores, expected, rtol=0, atol=SCORE_ATOL)
         # Not a theorem of beam search in general, but our search keeps the
         # greedy path as a candidate (rust/core/src/decoding/beam.rs).
-        assert scores[0] >= greedy_score - ATOL
+        assert scores[0] >= greedy_score - SCORE_ATOL
 
 
 def all_continuations(vocab, eos, max_new):
@@ -254,8 +260,8 @@ def test_a_beam_wider_than_the_search_space_finds_the_best_sequence(case, max_ne
     greedy = model.generate(sources, max_new_tokens=max_new, length_penalty=0.0, return_scores=True)
     _, score = beam[0][0]
     _, greedy_score = greedy[0][0]
-    assert abs(score - best) <= ATOL
-    assert score >= greedy_score - ATOL
+    assert abs(score - best) <= SCORE_ATOL
+    assert score >= greedy_score - SCORE_ATOL
 
 
 @SETTINGS

@@ -290,6 +290,7 @@ def test_sequences_longer_than_max_len_are_rejected(model):
     "kwargs, name",
     [
         ({"max_new_tokens": -1}, "max_new_tokens"),
+        ({"max_new_tokens": CONFIG["max_len"] + 1}, "max_new_tokens"),  # past the positions
         ({"beam_size": 0}, "beam_size"),
         ({"beam_size": -3}, "beam_size"),
         ({"beam_size": 2, "num_hypotheses": 3}, "num_hypotheses"),

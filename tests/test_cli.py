@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import transformer_rs as tr
 from transformer_rs import cli, demo_task
 

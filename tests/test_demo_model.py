@@ -5,7 +5,6 @@ import json
 from collections import Counter
 
 import pytest
-
 import transformer_rs as tr
 from transformer_rs import cli, demo_task
 

@@ -145,7 +145,7 @@ def _stdin_is_piped() -> bool:
 
 
 def _demo_inputs(texts: list[str]) -> list[str]:
-    """TEXT as given; '-': stdin lines; nothing: stdin lines if piped and not empty, else built-ins."""
+    """TEXT as given; '-': stdin lines; none: stdin lines if piped and non-empty, else built-ins."""
     if "-" in texts and texts != ["-"]:
         raise UsageError("argument TEXT: '-' (read stdin) must be the only TEXT")
     if texts == ["-"] or (not texts and _stdin_is_piped()):

@@ -24,7 +24,12 @@ pub fn attention_head(
     assert_eq!(q.cols, k.cols, "attention_head: q and k head dims differ");
     assert_eq!(v.rows, tk, "attention_head: v rows != k rows");
     if let Some(m) = &mask {
-        assert!(m.rows == tq && m.cols == tk, "attention_head: mask is {}x{}, expected {tq}x{tk}", m.rows, m.cols);
+        assert!(
+            m.rows == tq && m.cols == tk,
+            "attention_head: mask is {}x{}, expected {tq}x{tk}",
+            m.rows,
+            m.cols
+        );
     }
     let mut scores = vec![0.0f32; tq * tk];
     gemm(q, k.t(), 0.0, &mut scores, tk);
@@ -32,7 +37,11 @@ pub fn attention_head(
     for i in 0..tq {
         for (j, rm) in row_mask.iter_mut().enumerate() {
             let m = mask.as_ref().map_or(0.0, |m| m.at(i, j));
-            *rm = if causal && j > i { f32::NEG_INFINITY } else { m };
+            *rm = if causal && j > i {
+                f32::NEG_INFINITY
+            } else {
+                m
+            };
         }
         softmax_row(&mut scores[i * tk..(i + 1) * tk], scale, Some(&row_mask));
     }

@@ -18,12 +18,28 @@ pub struct MatRef<'a> {
 
 impl<'a> MatRef<'a> {
     /// Panics unless every element (i, j) lies inside `data`.
-    pub fn new(data: &'a [f32], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
+    pub fn new(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
         if rows > 0 && cols > 0 {
             let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
-            assert!(last < data.len(), "MatRef {rows}x{cols} (strides {row_stride},{col_stride}) exceeds {} elements", data.len());
+            assert!(
+                last < data.len(),
+                "MatRef {rows}x{cols} (strides {row_stride},{col_stride}) exceeds {} elements",
+                data.len()
+            );
         }
-        MatRef { data, rows, cols, row_stride, col_stride }
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
     }
 
     /// A dense row-major `rows × cols` matrix.
@@ -33,7 +49,13 @@ impl<'a> MatRef<'a> {
 
     /// The transposed view (no copy).
     pub fn t(self) -> Self {
-        MatRef { data: self.data, rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride }
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
     }
 
     #[inline]
@@ -45,7 +67,11 @@ impl<'a> MatRef<'a> {
 /// C[M×N] (row-major, leading dimension `ldc`) = beta·C + A[M×K] · B[K×N].
 /// `beta == 0` overwrites C without reading it (NaNs in C do not leak).
 pub fn gemm(a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize) {
-    assert_eq!(a.cols, b.rows, "gemm: A is {}x{} but B is {}x{}", a.rows, a.cols, b.rows, b.cols);
+    assert_eq!(
+        a.cols, b.rows,
+        "gemm: A is {}x{} but B is {}x{}",
+        a.rows, a.cols, b.rows, b.cols
+    );
     check_c(a.rows, b.cols, c.len(), ldc);
     for i in 0..a.rows {
         for j in 0..b.cols {
@@ -62,7 +88,10 @@ pub fn gemm(a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize) {
 fn check_c(m: usize, n: usize, len: usize, ldc: usize) {
     assert!(ldc >= n, "gemm: ldc {ldc} < N {n}");
     if m > 0 && n > 0 {
-        assert!((m - 1) * ldc + n <= len, "gemm: C of {len} elements cannot hold {m}x{n} with ldc {ldc}");
+        assert!(
+            (m - 1) * ldc + n <= len,
+            "gemm: C of {len} elements cannot hold {m}x{n} with ldc {ldc}"
+        );
     }
 }
 
@@ -85,7 +114,11 @@ impl PackedB {
                 data.push(b.at(p, j));
             }
         }
-        PackedB { k: b.rows, n: b.cols, data }
+        PackedB {
+            k: b.rows,
+            n: b.cols,
+            data,
+        }
     }
 
     /// Packs B = Wᵀ for a PyTorch Linear weight W [N = out_features, K = in_features].
@@ -117,6 +150,10 @@ impl PackedB {
 
 /// C[M×N] = beta·C + A[M×K] · B, B pre-packed.
 pub fn gemm_packed(a: MatRef, b: &PackedB, beta: f32, c: &mut [f32], ldc: usize) {
-    assert_eq!(a.cols, b.k, "gemm_packed: A has {} columns but B has K = {}", a.cols, b.k);
+    assert_eq!(
+        a.cols, b.k,
+        "gemm_packed: A has {} columns but B has K = {}",
+        a.cols, b.k
+    );
     gemm(a, MatRef::row_major(&b.data, b.k, b.n), beta, c, ldc);
 }

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import transformer_rs as tr
 from safetensors.torch import save_file
 from seq2seq_transformer import Seq2SeqTransformer
+
+import transformer_rs as tr
 
 CONFIG = {
     "d_model": 64,

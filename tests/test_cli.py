@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 import transformer_rs as tr
 from transformer_rs import cli, demo_task
 

@@ -5,6 +5,7 @@ import json
 from collections import Counter
 
 import pytest
+
 import transformer_rs as tr
 from transformer_rs import cli, demo_task
 

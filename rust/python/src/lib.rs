@@ -3,6 +3,7 @@
 //! errors onto one exception hierarchy. No kernel or model logic lives here.
 
 mod errors;
+mod model;
 mod ops;
 mod runtime;
 
@@ -21,5 +22,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::available_simd_levels, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::force_simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(ops::relu, m)?)?;
+    m.add_class::<model::NativeTransformer>()?;
     Ok(())
 }

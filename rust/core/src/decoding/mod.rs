@@ -51,3 +51,10 @@ pub struct Hypothesis {
     pub tokens: Vec<i64>,
     pub score: f32,
 }
+
+pub mod beam;
+pub mod greedy;
+pub mod kv_cache;
+mod hypotheses;
+#[cfg(test)]
+mod toy_decoders;

@@ -1,0 +1,177 @@
+//! Reading and writing `model.safetensors`: f32 tensors are borrowed from a
+//! read-only memory map when 4-byte aligned, f16/bf16 are widened, anything
+//! else is recorded as unreadable and only reported if the model uses it.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::nn::{Tensor, TensorMap};
+use crate::{Error, Result};
+
+/// All tensors of the safetensors file at `path`.
+pub fn read(path: &Path) -> Result<TensorMap> {
+    let file = File::open(path).map_err(|e| Error::io(path.display(), &e))?;
+    // SAFETY: the map is read-only and private to this process; like every
+    // mmap-based loader (safetensors, candle) we rely on the file not being
+    // truncated or rewritten in place while the model lives. `save` writes a
+    // new file and renames it over the old one, which leaves this map intact.
+    let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path.display(), &e))?;
+    let mmap = Arc::new(mmap);
+    let st = SafeTensors::deserialize(&mmap).map_err(|e| {
+        Error::checkpoint(format!(
+            "{}: not a valid safetensors file: {e}",
+            path.display()
+        ))
+    })?;
+    let mut map = TensorMap::new();
+    for (name, view) in st.tensors() {
+        let shape = view.shape().to_vec();
+        let bytes = view.data();
+        let tensor = match view.dtype() {
+            Dtype::F32 => {
+                let offset = bytes.as_ptr() as usize - mmap.as_ptr() as usize;
+                match Tensor::mapped(&mmap, offset, shape.clone()) {
+                    Some(t) => t,
+                    None => Tensor::new(
+                        shape,
+                        widen(bytes, 4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    )?,
+                }
+            }
+            Dtype::F16 => Tensor::new(
+                shape,
+                widen(bytes, 2, |b| {
+                    half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+                }),
+            )?,
+            Dtype::BF16 => Tensor::new(
+                shape,
+                widen(bytes, 2, |b| {
+                    half::bf16::from_le_bytes([b[0], b[1]]).to_f32()
+                }),
+            )?,
+            other => {
+                map.insert_unsupported(name, format!("{other}"));
+                continue;
+            }
+        };
+        map.insert(name, tensor);
+    }
+    Ok(map)
+}
+
+fn widen(bytes: &[u8], size: usize, convert: impl Fn(&[u8]) -> f32) -> Vec<f32> {
+    bytes.chunks_exact(size).map(convert).collect()
+}
+
+/// Writes `tensors` (name, shape, row-major f32 values) as a safetensors file.
+pub fn write(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), b)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::value(format!("tensor `{name}`: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize_to_file(views, None, path).map_err(|e| match e {
+        safetensors::SafeTensorError::IoError(io) => Error::io(path.display(), &io),
+        other => Error::value(format!("{}: {other}", path.display())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("trs-ckpt-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("model.safetensors")
+    }
+
+    fn raw(tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+        let views: Vec<_> = tensors
+            .iter()
+            .map(|(n, d, s, b)| {
+                (
+                    n.to_string(),
+                    safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+                )
+            })
+            .collect();
+        safetensors::serialize(views, None).unwrap()
+    }
+
+    #[test]
+    fn round_trip_is_memory_mapped() {
+        let path = tmp("rt");
+        let vals: Vec<f32> = (0..6).map(|i| i as f32 * 0.5 - 1.0).collect();
+        write(&path, &[("a.w".into(), vec![2, 3], vals.clone())]).unwrap();
+        let map = read(&path).unwrap();
+        let t = map.root().get("a.w", &[(2, "x"), (3, "y")]).unwrap();
+        assert_eq!(t.data(), vals.as_slice());
+        assert!(t.is_mapped());
+    }
+
+    #[test]
+    fn half_types_are_widened_and_others_rejected_on_use() {
+        let path = tmp("half");
+        let f16: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect();
+        let bf16: Vec<u8> = [0.25f32, 3.0]
+            .iter()
+            .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+            .collect();
+        let bytes = raw(&[
+            ("h", Dtype::F16, vec![2], f16),
+            ("b", Dtype::BF16, vec![2], bf16),
+            ("i", Dtype::I64, vec![1], 7i64.to_le_bytes().to_vec()),
+        ]);
+        std::fs::write(&path, bytes).unwrap();
+        let map = read(&path).unwrap();
+        let w = map.root();
+        assert_eq!(w.get("h", &[(2, "n")]).unwrap().data(), &[1.5, -2.0]);
+        assert_eq!(w.get("b", &[(2, "n")]).unwrap().data(), &[0.25, 3.0]);
+        let err = w.get("i", &[(1, "n")]).unwrap_err();
+        assert!(
+            matches!(err, Error::Checkpoint(ref m) if m.contains("`i`") && m.contains("I64")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_and_truncated_files_are_checkpoint_errors() {
+        let path = tmp("bad");
+        std::fs::write(&path, b"not a safetensors file at all").unwrap();
+        assert!(matches!(read(&path), Err(Error::Checkpoint(_))));
+        let good = raw(&[("x", Dtype::F32, vec![4], vec![0u8; 16])]);
+        std::fs::write(&path, &good[..good.len() - 3]).unwrap();
+        assert!(matches!(read(&path), Err(Error::Checkpoint(_))));
+        std::fs::write(&path, b"").unwrap();
+        assert!(matches!(read(&path), Err(Error::Checkpoint(_))));
+    }
+
+    #[test]
+    fn missing_file_is_not_found() {
+        let err = read(Path::new("/nonexistent/dir/model.safetensors")).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Io {
+                kind: std::io::ErrorKind::NotFound,
+                ..
+            }
+        ));
+    }
+}

@@ -105,7 +105,7 @@ def main():
     ap.add_argument("--out", type=Path, default=PACKAGE / "data" / "date_model")
     ap.add_argument("--steps", type=int, default=2000, help="maximum optimiser steps")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=200)
@@ -116,6 +116,12 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = Seq2SeqTransformer(CONFIG).train()
+    # As in the PyTorch tutorial: Xavier-uniform matrices. nn.Embedding's default N(0, 1),
+    # scaled by sqrt(d_model), would drown the positional encoding and make copying digits
+    # by position very slow to learn.
+    for p in model.parameters():
+        if p.dim() > 1:
+            nn.init.xavier_uniform_(p)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = 150
 

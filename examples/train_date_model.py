@@ -8,6 +8,10 @@ exactly right on enough of the held-out split, and writes `config.json`
 (checkpoint keys, plus the vocabularies as extra keys) and `model.safetensors`
 into python/transformer_rs/data/date_model/. Needs torch and safetensors; a
 few minutes on 2 CPU cores.
+
+The bundled checkpoint came from `--threads 1` with the defaults (seed 0): it
+stopped after 600 steps of 128 examples at 99.85% held-out exact match (2,000
+examples), 99.86% on a further 5,000.
 """
 
 import argparse

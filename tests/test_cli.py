@@ -85,6 +85,27 @@ def test_demo_rejects_inputs_longer_than_the_model_reads(capsys):
     assert_user_error(*run(["demo", "x" * 500], capsys)[::2])
 
 
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal_and_erased_before_output(monkeypatch):
+    monkeypatch.setattr(cli._Progress, "DELAY_S", 0.0)
+    texts = [e.source for e in demo_task.DEMO_INPUTS[:3]]
+    for terminal in (True, False):
+        out, err = io.StringIO(), _Terminal() if terminal else io.StringIO()
+        monkeypatch.setattr(sys, "stdout", out)
+        monkeypatch.setattr(sys, "stderr", err)
+        assert cli.main(["demo", *texts]) == 0
+        assert demo_rows(out.getvalue()) == {t: EXPECTED[t] for t in texts}
+        if terminal:
+            assert "\rdemo [" in err.getvalue() and " 2/3 " in err.getvalue()
+            assert err.getvalue().endswith("\r\x1b[K")
+        else:
+            assert err.getvalue() == ""
+
+
 # ---- generate --------------------------------------------------------------------------------
 
 

@@ -81,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--model", required=True, metavar="DIR", help="checkpoint folder")
     generate.add_argument("--beam", type=_positive_int, default=1, metavar="N", help="beam size")
-    generate.add_argument("--max-new-tokens", type=_positive_int, default=64, metavar="N")
+    generate.add_argument(
+        "--max-new-tokens",
+        type=_positive_int,
+        metavar="N",
+        help="longest output (default: 64, or the model's max_len if smaller)",
+    )
     generate.set_defaults(run=_run_generate)
 
     info = commands.add_parser("info", help="version, SIMD level, threads and CPU")
@@ -162,7 +167,9 @@ def _run_demo(args) -> None:
     longest = model.config.max_len - 1  # one position for the eos token
     for text in inputs:
         if len(text) > longest:
-            raise UsageError(f"input {text!r} is {len(text)} characters; the demo reads {longest}")
+            raise UsageError(
+                f"input {text!r} has {len(text)} characters; the demo model reads at most {longest}"
+            )
     width = max((len(text) for text in inputs), default=0)
     with _Progress(len(inputs), "demo") as progress:
         for text in inputs:
@@ -202,6 +209,7 @@ def _parse_source(line: str, number: int) -> list[int]:
 
 def _run_generate(args) -> None:
     model = tr.Transformer.load(args.model)
+    max_new_tokens = args.max_new_tokens or min(64, model.config.max_len)
     sources = [
         _parse_source(line, number)
         for number, line in enumerate(sys.stdin, start=1)
@@ -212,14 +220,14 @@ def _run_generate(args) -> None:
             batch = sources[start : start + GENERATE_BATCH]
             results = model.generate(
                 batch,
-                max_new_tokens=args.max_new_tokens,
+                max_new_tokens=max_new_tokens,
                 beam_size=args.beam,
                 return_scores=True,
             )
             progress.clear()
             for [(tokens, score)] in results:
                 record = {"tokens": [int(t) for t in tokens], "score": float(score)}
-                print(json.dumps(record), flush=False)
+                print(json.dumps(record))
             sys.stdout.flush()
             progress.advance(len(batch))
 

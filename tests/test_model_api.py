@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import transformer_rs as tr
 
 DATA = Path(__file__).parent / "data"

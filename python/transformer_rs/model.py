@@ -116,7 +116,7 @@ class Transformer:
                 f"config: expected a dict or TransformerConfig, got {type(config).__name__}"
             )
         try:
-            config_json = json.dumps(config_dict)
+            config_json = json.dumps(config_dict, default=_json_scalar)
         except (TypeError, ValueError) as e:
             raise TypeError(f"config: not JSON-serialisable ({e})") from None
         names = [str(k) for k in state_dict]
@@ -192,8 +192,6 @@ class Transformer:
         if src.shape[0] != tgt.shape[0]:
             raise ValueError(f"tgt: batch size {tgt.shape[0]} does not match src's {src.shape[0]}")
         return self._native.forward(src, tgt)
-
-    __call__ = forward
 
     def generate(
         self,
@@ -306,6 +304,13 @@ def _bool_array(x, name: str) -> np.ndarray:
     if arr.dtype != np.bool_:
         raise TypeError(f"{name}: expected a bool array (True = padding), got dtype {arr.dtype}")
     return np.ascontiguousarray(arr)
+
+
+def _json_scalar(value):
+    """NumPy scalars in a config dict serialise as the Python numbers they hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
 def _int(value, name: str) -> int:

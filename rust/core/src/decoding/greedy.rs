@@ -41,7 +41,9 @@ pub fn greedy<D: StepDecoder>(
         }
         checked_step(decoder, &mut state, &feed, &mut log_probs, vocab)?;
         kept_rows.clear();
-        for (row, (&source, row_log_probs)) in live.iter().zip(log_probs.chunks_exact(vocab)).enumerate() {
+        for (row, (&source, row_log_probs)) in
+            live.iter().zip(log_probs.chunks_exact(vocab)).enumerate()
+        {
             let token = argmax(row_log_probs);
             sums[source] += f64::from(row_log_probs[token]);
             tokens[source].push(token as i64);
@@ -76,7 +78,9 @@ pub fn greedy<D: StepDecoder>(
 /// V of `decoder`, which must be at least 1 for any token to be chosen.
 pub(super) fn checked_vocab_size<D: StepDecoder>(decoder: &D) -> crate::Result<usize> {
     match decoder.vocab_size() {
-        0 => Err(Error::value("cannot decode with an empty target vocabulary (V = 0)")),
+        0 => Err(Error::value(
+            "cannot decode with an empty target vocabulary (V = 0)",
+        )),
         vocab => Ok(vocab),
     }
 }
@@ -103,7 +107,8 @@ pub(super) fn checked_step<D: StepDecoder>(
 #[cfg(test)]
 mod tests {
     use super::super::toy_decoders::{
-        hashed_log_probs, log_normalize, options, recomputed_score, reference_greedy, ToyDecoder, ToyState,
+        hashed_log_probs, log_normalize, options, recomputed_score, reference_greedy, ToyDecoder,
+        ToyState,
     };
     use super::*;
 
@@ -126,7 +131,8 @@ mod tests {
             let eos = (seed % 3) as i64 % vocab as i64;
             let quantum = [0.0, 0.5, 2.0][(seed % 3) as usize];
             let batch = 1 + (seed % 5) as usize;
-            let decoder = ToyDecoder::new(vocab, eos, hashed_log_probs(vocab, eos, seed, quantum, 0.4));
+            let decoder =
+                ToyDecoder::new(vocab, eos, hashed_log_probs(vocab, eos, seed, quantum, 0.4));
             for length_penalty in [0.0, 1.0, 2.0, -0.5] {
                 let opts = options(1 + (seed % 9) as usize, 1, length_penalty, eos);
                 *decoder.fed.lock().unwrap() = Vec::new();
@@ -134,7 +140,10 @@ mod tests {
                 for (source, hyp) in hyps.iter().enumerate() {
                     let expected = reference_greedy(&decoder, source, &opts);
                     assert_eq!(hyp.tokens, expected, "seed {seed} source {source}");
-                    assert_eq!(hyp.score, recomputed_score(&decoder, source, &expected, length_penalty));
+                    assert_eq!(
+                        hyp.score,
+                        recomputed_score(&decoder, source, &expected, length_penalty)
+                    );
                     // The row is fed once per token it produced, and never after EOS.
                     assert_eq!(decoder.rows_fed_for(source), vec![1; expected.len()]);
                 }
@@ -151,7 +160,11 @@ mod tests {
         // Source s puts all mass on EOS at step s + 1, else on token 1 + s.
         let log_probs = Box::new(|source: usize, prefix: &[i64]| {
             let mut logits = vec![0.0; 4];
-            logits[if prefix.len() == source { 0 } else { 1 + source % 3 }] = 30.0;
+            logits[if prefix.len() == source {
+                0
+            } else {
+                1 + source % 3
+            }] = 30.0;
             log_normalize(&logits)
         });
         let decoder = ToyDecoder::new(4, 0, log_probs);
@@ -179,17 +192,34 @@ mod tests {
         let decoder = ToyDecoder::new(3, 0, hashed_log_probs(3, 0, 1, 0.0, 0.0));
         for length_penalty in [0.0, 1.0] {
             let hyps = run(&decoder, 2, &options(0, 1, length_penalty, 0));
-            assert_eq!(hyps, vec![Hypothesis { tokens: vec![], score: 0.0 }; 2]);
+            assert_eq!(
+                hyps,
+                vec![
+                    Hypothesis {
+                        tokens: vec![],
+                        score: 0.0
+                    };
+                    2
+                ]
+            );
         }
         assert!(decoder.fed().is_empty());
-        assert!(greedy(&decoder, ToyState::new(0), 0, &options(5, 1, 1.0, 0)).unwrap().is_empty());
+        assert!(
+            greedy(&decoder, ToyState::new(0), 0, &options(5, 1, 1.0, 0))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn eos_at_first_step() {
         let decoder = ToyDecoder::new(3, 2, Box::new(|_, _| log_normalize(&[0.0, 1.0, 1.0])));
         let hyps = run(&decoder, 1, &options(5, 1, 1.0, 1));
-        assert_eq!(hyps[0].tokens, vec![1], "tie between 1 and 2 goes to the lower id");
+        assert_eq!(
+            hyps[0].tokens,
+            vec![1],
+            "tie between 1 and 2 goes to the lower id"
+        );
         assert_eq!(hyps[0].score, log_normalize(&[0.0, 1.0, 1.0])[1]);
         assert_eq!(decoder.fed().len(), 1);
     }
@@ -199,9 +229,13 @@ mod tests {
         let decoder = ToyDecoder::new(3, 0, hashed_log_probs(3, 0, 1, 0.0, 0.0));
         let mut opts = options(5, 1, 1.0, 0);
         opts.num_hypotheses = 2;
-        assert!(matches!(greedy(&decoder, ToyState::new(1), 1, &opts), Err(Error::Value(m)) if m.contains("num_hypotheses")));
+        assert!(
+            matches!(greedy(&decoder, ToyState::new(1), 1, &opts), Err(Error::Value(m)) if m.contains("num_hypotheses"))
+        );
         let empty = ToyDecoder::new(0, 0, Box::new(|_, _| Vec::new()));
-        assert!(matches!(greedy(&empty, ToyState::new(1), 1, &options(5, 1, 1.0, 0)), Err(Error::Value(m)) if m.contains("vocabulary")));
+        assert!(
+            matches!(greedy(&empty, ToyState::new(1), 1, &options(5, 1, 1.0, 0)), Err(Error::Value(m)) if m.contains("vocabulary"))
+        );
         let mut failing = ToyDecoder::new(3, 0, hashed_log_probs(3, 0, 1, 0.0, -1.0));
         failing.fail_at_step = Some(2);
         let err = greedy(&failing, ToyState::new(2), 2, &options(5, 1, 1.0, 0)).unwrap_err();

@@ -72,8 +72,15 @@ impl<P> PoolEntry<P> {
 
 impl<P> FinishedPool<P> {
     pub(crate) fn new(capacity: usize) -> Self {
-        assert!(capacity > 0, "a finished-hypothesis pool needs room for one hypothesis");
-        FinishedPool { capacity, entries: Vec::with_capacity(capacity), offers: 0 }
+        assert!(
+            capacity > 0,
+            "a finished-hypothesis pool needs room for one hypothesis"
+        );
+        FinishedPool {
+            capacity,
+            entries: Vec::new(),
+            offers: 0,
+        }
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -91,7 +98,10 @@ impl<P> FinishedPool<P> {
 
     /// Score of the hypothesis ranked first, if any.
     pub(crate) fn best_score(&self) -> Option<f64> {
-        self.entries.iter().min_by(|a, b| a.rank(b)).map(|e| e.score)
+        self.entries
+            .iter()
+            .min_by(|a, b| a.rank(b))
+            .map(|e| e.score)
     }
 
     /// Keeps the hypothesis if the pool has room or it ranks strictly above
@@ -101,12 +111,20 @@ impl<P> FinishedPool<P> {
         let seq = self.offers;
         self.offers += 1;
         if !self.is_full() {
-            self.entries.push(PoolEntry { score, seq, payload: payload() });
+            self.entries.push(PoolEntry {
+                score,
+                seq,
+                payload: payload(),
+            });
             return;
         }
         let worst = self.worst_index().expect("a full pool is not empty");
         if higher_first(score, self.entries[worst].score) == Ordering::Less {
-            self.entries[worst] = PoolEntry { score, seq, payload: payload() };
+            self.entries[worst] = PoolEntry {
+                score,
+                seq,
+                payload: payload(),
+            };
         }
     }
 

@@ -54,7 +54,7 @@ pub struct Hypothesis {
 
 pub mod beam;
 pub mod greedy;
-pub mod kv_cache;
 mod hypotheses;
+pub mod kv_cache;
 #[cfg(test)]
 mod toy_decoders;

@@ -36,13 +36,21 @@ pub(crate) struct ToyState {
 impl ToyState {
     /// One row per source, nothing fed yet.
     pub(crate) fn new(batch: usize) -> Self {
-        ToyState { rows: (0..batch).map(|source| (source, Vec::new())).collect() }
+        ToyState {
+            rows: (0..batch).map(|source| (source, Vec::new())).collect(),
+        }
     }
 }
 
 impl ToyDecoder {
     pub(crate) fn new(vocab: usize, eos: i64, log_probs: LogProbFn) -> Self {
-        ToyDecoder { vocab, eos, log_probs, fed: Mutex::new(Vec::new()), fail_at_step: None }
+        ToyDecoder {
+            vocab,
+            eos,
+            log_probs,
+            fed: Mutex::new(Vec::new()),
+            fail_at_step: None,
+        }
     }
 
     pub(crate) fn fed(&self) -> Vec<Vec<usize>> {
@@ -51,8 +59,11 @@ impl ToyDecoder {
 
     /// How many rows of `source` were fed at each step (trailing zeros cut).
     pub(crate) fn rows_fed_for(&self, source: usize) -> Vec<usize> {
-        let mut counts: Vec<usize> =
-            self.fed().iter().map(|rows| rows.iter().filter(|&&s| s == source).count()).collect();
+        let mut counts: Vec<usize> = self
+            .fed()
+            .iter()
+            .map(|rows| rows.iter().filter(|&&s| s == source).count())
+            .collect();
         while counts.last() == Some(&0) {
             counts.pop();
         }
@@ -67,7 +78,12 @@ impl StepDecoder for ToyDecoder {
         self.vocab
     }
 
-    fn step(&self, state: &mut ToyState, tokens: &[i64], log_probs: &mut Vec<f32>) -> crate::Result<()> {
+    fn step(
+        &self,
+        state: &mut ToyState,
+        tokens: &[i64],
+        log_probs: &mut Vec<f32>,
+    ) -> crate::Result<()> {
         let mut fed = self.fed.lock().unwrap();
         if self.fail_at_step == Some(fed.len()) {
             return Err(Error::value("toy decoder failure"));
@@ -80,7 +96,10 @@ impl StepDecoder for ToyDecoder {
                 None => assert_eq!(token, BOS, "the first token fed is BOS"),
                 Some(&last) => {
                     assert_ne!(last, self.eos, "a finished row was fed again");
-                    assert!((0..self.vocab as i64).contains(&token), "fed token {token} is not a vocabulary id");
+                    assert!(
+                        (0..self.vocab as i64).contains(&token),
+                        "fed token {token} is not a vocabulary id"
+                    );
                 }
             }
             prefix.push(token);
@@ -114,7 +133,13 @@ fn mix(mut z: u64) -> u64 {
 /// in [-3, 3], rounded to multiples of `quantum` when > 0 (coarse → many
 /// ties); the EOS logit gets `eos_drift · (source + 1) · prefix.len()` so
 /// sources finish at different times.
-pub(crate) fn hashed_log_probs(vocab: usize, eos: i64, seed: u64, quantum: f64, eos_drift: f64) -> LogProbFn {
+pub(crate) fn hashed_log_probs(
+    vocab: usize,
+    eos: i64,
+    seed: u64,
+    quantum: f64,
+    eos_drift: f64,
+) -> LogProbFn {
     Box::new(move |source, prefix| {
         let mut h = mix(seed ^ mix(source as u64));
         for &token in prefix {
@@ -139,7 +164,12 @@ pub(crate) fn hashed_log_probs(vocab: usize, eos: i64, seed: u64, quantum: f64, 
 
 /// Σ log p of `tokens` (in step order, f64) and the score
 /// `sum / len^length_penalty` (0 when empty), recomputed from the decoder's function.
-pub(crate) fn recomputed_score(decoder: &ToyDecoder, source: usize, tokens: &[i64], length_penalty: f32) -> f32 {
+pub(crate) fn recomputed_score(
+    decoder: &ToyDecoder,
+    source: usize,
+    tokens: &[i64],
+    length_penalty: f32,
+) -> f32 {
     let mut sum = 0.0f64;
     for i in 0..tokens.len() {
         sum += f64::from((decoder.log_probs)(source, &tokens[..i])[tokens[i] as usize]);
@@ -154,24 +184,28 @@ pub(crate) fn recomputed_score(decoder: &ToyDecoder, source: usize, tokens: &[i6
 /// Every hypothesis the search may return for `source`: ended by EOS within
 /// `max_new_tokens`, or exactly `max_new_tokens` long without EOS; with its
 /// recomputed score.
-pub(crate) fn all_hypotheses(decoder: &ToyDecoder, source: usize, opts: &SearchOptions) -> Vec<(Vec<i64>, f32)> {
-    fn extend(decoder: &ToyDecoder, source: usize, opts: &SearchOptions, prefix: &mut Vec<i64>, out: &mut Vec<Vec<i64>>) {
+pub(crate) fn all_hypotheses(
+    decoder: &ToyDecoder,
+    source: usize,
+    opts: &SearchOptions,
+) -> Vec<(Vec<i64>, f32)> {
+    fn extend(vocab: usize, opts: &SearchOptions, prefix: &mut Vec<i64>, out: &mut Vec<Vec<i64>>) {
         if prefix.len() == opts.max_new_tokens {
             out.push(prefix.clone());
             return;
         }
-        for token in 0..decoder.vocab as i64 {
+        for token in 0..vocab as i64 {
             prefix.push(token);
             if token == opts.eos_id {
                 out.push(prefix.clone());
             } else {
-                extend(decoder, source, opts, prefix, out);
+                extend(vocab, opts, prefix, out);
             }
             prefix.pop();
         }
     }
     let mut out = Vec::new();
-    extend(decoder, source, opts, &mut Vec::new(), &mut out);
+    extend(decoder.vocab, opts, &mut Vec::new(), &mut out);
     out.into_iter()
         .map(|tokens| {
             let score = recomputed_score(decoder, source, &tokens, opts.length_penalty);
@@ -182,7 +216,11 @@ pub(crate) fn all_hypotheses(decoder: &ToyDecoder, source: usize, opts: &SearchO
 
 /// Greedy search written out plainly for one source: argmax = first index
 /// holding the maximum value.
-pub(crate) fn reference_greedy(decoder: &ToyDecoder, source: usize, opts: &SearchOptions) -> Vec<i64> {
+pub(crate) fn reference_greedy(
+    decoder: &ToyDecoder,
+    source: usize,
+    opts: &SearchOptions,
+) -> Vec<i64> {
     let mut tokens = Vec::new();
     while tokens.len() < opts.max_new_tokens {
         let log_probs = (decoder.log_probs)(source, &tokens);
@@ -197,6 +235,18 @@ pub(crate) fn reference_greedy(decoder: &ToyDecoder, source: usize, opts: &Searc
 }
 
 /// Options with the toy BOS and the given EOS.
-pub(crate) fn options(max_new_tokens: usize, beam_size: usize, length_penalty: f32, eos_id: i64) -> SearchOptions {
-    SearchOptions { max_new_tokens, beam_size, length_penalty, num_hypotheses: 1, bos_id: BOS, eos_id }
+pub(crate) fn options(
+    max_new_tokens: usize,
+    beam_size: usize,
+    length_penalty: f32,
+    eos_id: i64,
+) -> SearchOptions {
+    SearchOptions {
+        max_new_tokens,
+        beam_size,
+        length_penalty,
+        num_hypotheses: 1,
+        bos_id: BOS,
+        eos_id,
+    }
 }

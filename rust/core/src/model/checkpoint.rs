@@ -164,6 +164,25 @@ mod tests {
     }
 
     #[test]
+    fn misaligned_f32_is_copied() {
+        // An odd-length f16 tensor first leaves the f32 one 2 bytes off.
+        let header = r#"{"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"b":{"dtype":"F32","shape":[2],"data_offsets":[2,10]}}"#;
+        let mut header = header.as_bytes().to_vec();
+        header.resize(header.len().next_multiple_of(8), b' ');
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(&header);
+        bytes.extend(half::f16::from_f32(1.0).to_le_bytes());
+        bytes.extend(0.5f32.to_le_bytes());
+        bytes.extend((-3.0f32).to_le_bytes());
+        let path = tmp("misaligned");
+        std::fs::write(&path, bytes).unwrap();
+        let map = read(&path).unwrap();
+        let b = map.root().get("b", &[(2, "n")]).unwrap().clone();
+        assert_eq!(b.data(), &[0.5, -3.0]);
+        assert!(!b.is_mapped());
+    }
+
+    #[test]
     fn missing_file_is_not_found() {
         let err = read(Path::new("/nonexistent/dir/model.safetensors")).unwrap_err();
         assert!(matches!(

@@ -1,6 +1,7 @@
 //! `config.json` of an encoder-decoder checkpoint (CHECKPOINT.md).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::nn::Activation;
 use crate::{Error, Result};
@@ -8,7 +9,7 @@ use crate::{Error, Result};
 /// The hyper-parameters of a [`super::Transformer`], keyed exactly as
 /// `config.json` (other keys in the file are ignored). E = `d_model`,
 /// H = `n_heads`, F = `d_ff`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TransformerConfig {
     pub d_model: usize,
     pub n_heads: usize,
@@ -28,11 +29,52 @@ pub struct TransformerConfig {
     pub eos_id: i64,
 }
 
+/// Largest positional table (max_len × d_model f32 values, 1 GiB).
+pub const MAX_POSITION_ENTRIES: usize = 1 << 28;
+
 impl TransformerConfig {
-    /// Parses and validates `config.json` text; errors are checkpoint errors.
+    /// Parses and validates `config.json` text; errors are checkpoint errors
+    /// naming the key (missing, wrong type or invalid value). Other keys are
+    /// ignored.
     pub fn from_json(text: &str) -> Result<Self> {
-        let cfg: Self = serde_json::from_str(text)
-            .map_err(|e| Error::checkpoint(format!("config.json: {e}")))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Error::checkpoint(format!("config: not valid JSON: {e}")))?;
+        let Value::Object(map) = value else {
+            return Err(Error::checkpoint(
+                "config: expected a JSON object of config keys",
+            ));
+        };
+        let activation = match get(&map, "activation")?.as_str() {
+            Some("relu") => Activation::Relu,
+            Some("gelu") => Activation::Gelu,
+            _ => {
+                return Err(bad(
+                    "activation",
+                    "\"relu\" or \"gelu\"",
+                    &map["activation"],
+                ))
+            }
+        };
+        let cfg = TransformerConfig {
+            d_model: size(&map, "d_model")?,
+            n_heads: size(&map, "n_heads")?,
+            d_ff: size(&map, "d_ff")?,
+            n_encoder_layers: size(&map, "n_encoder_layers")?,
+            n_decoder_layers: size(&map, "n_decoder_layers")?,
+            src_vocab_size: size(&map, "src_vocab_size")?,
+            tgt_vocab_size: size(&map, "tgt_vocab_size")?,
+            max_len: size(&map, "max_len")?,
+            activation,
+            norm_first: get(&map, "norm_first")?
+                .as_bool()
+                .ok_or_else(|| bad("norm_first", "true or false", &map["norm_first"]))?,
+            layer_norm_eps: get(&map, "layer_norm_eps")?
+                .as_f64()
+                .ok_or_else(|| bad("layer_norm_eps", "a number", &map["layer_norm_eps"]))?,
+            pad_id: id(&map, "pad_id")?,
+            bos_id: id(&map, "bos_id")?,
+            eos_id: id(&map, "eos_id")?,
+        };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -62,8 +104,20 @@ impl TransformerConfig {
         }
         if self.d_model % self.n_heads != 0 {
             return Err(Error::checkpoint(format!(
-                "config.json: `d_model` ({}) must be divisible by `n_heads` ({})",
+                "config: `d_model` ({}) must be divisible by `n_heads` ({})",
                 self.d_model, self.n_heads
+            )));
+        }
+        // The positional table [max_len, E] is computed from the config
+        // alone, so its size must be bounded before anything is allocated.
+        if self
+            .max_len
+            .checked_mul(self.d_model)
+            .is_none_or(|n| n > MAX_POSITION_ENTRIES)
+        {
+            return Err(Error::checkpoint(format!(
+                "config: `max_len` × `d_model` ({} × {}) exceeds {MAX_POSITION_ENTRIES} positional-table entries",
+                self.max_len, self.d_model
             )));
         }
         if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
@@ -105,9 +159,25 @@ impl TransformerConfig {
 }
 
 fn bad(key: &str, expected: &str, got: impl std::fmt::Display) -> Error {
-    Error::checkpoint(format!(
-        "config.json: `{key}` must be {expected}, got {got}"
-    ))
+    Error::checkpoint(format!("config: `{key}` must be {expected}, got {got}"))
+}
+
+fn get<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a Value> {
+    map.get(key)
+        .ok_or_else(|| Error::checkpoint(format!("config: missing key `{key}`")))
+}
+
+/// A non-negative integer that fits `usize`.
+fn size(map: &Map<String, Value>, key: &str) -> Result<usize> {
+    let v = get(map, key)?;
+    v.as_u64()
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| bad(key, "a non-negative integer", v))
+}
+
+fn id(map: &Map<String, Value>, key: &str) -> Result<i64> {
+    let v = get(map, key)?;
+    v.as_i64().ok_or_else(|| bad(key, "an integer token id", v))
 }
 
 #[cfg(test)]
@@ -165,6 +235,7 @@ mod tests {
         rejects(|c| c.n_decoder_layers = 0, "n_decoder_layers");
         rejects(|c| c.src_vocab_size = 0, "src_vocab_size");
         rejects(|c| c.max_len = 0, "max_len");
+        rejects(|c| c.max_len = usize::MAX / 2, "max_len");
         rejects(|c| c.layer_norm_eps = 0.0, "layer_norm_eps");
         rejects(|c| c.layer_norm_eps = f64::NAN, "layer_norm_eps");
         rejects(|c| c.bos_id = 13, "bos_id");
@@ -182,6 +253,20 @@ mod tests {
         assert!(
             matches!(TransformerConfig::from_json(&text), Err(Error::Checkpoint(m)) if m.contains("d_ff"))
         );
+        let text = tiny()
+            .to_json()
+            .replace("\"d_model\": 8", "\"d_model\": -8");
+        let err = TransformerConfig::from_json(&text).unwrap_err().to_string();
+        assert!(err.contains("d_model") && err.contains("-8"), "{err}");
+        let text = tiny().to_json().replace("false", "0");
+        let err = TransformerConfig::from_json(&text).unwrap_err().to_string();
+        assert!(err.contains("norm_first"), "{err}");
+        let text = tiny().to_json().replace("\"bos_id\": 1", "\"bos_id\": 1.5");
+        let err = TransformerConfig::from_json(&text).unwrap_err().to_string();
+        assert!(err.contains("bos_id"), "{err}");
+        assert!(TransformerConfig::from_json("[1]").is_err());
+        let extra = tiny().to_json().replacen('{', "{\"dropout\": 0.1,", 1);
+        assert_eq!(TransformerConfig::from_json(&extra).unwrap(), tiny());
         assert!(TransformerConfig::from_json("{").is_err());
     }
 }

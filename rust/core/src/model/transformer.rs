@@ -57,7 +57,10 @@ impl Transformer {
         let config_path = dir.join("config.json");
         let text = std::fs::read_to_string(&config_path)
             .map_err(|e| Error::io(config_path.display(), &e))?;
-        let config = TransformerConfig::from_json(&text)?;
+        let config = TransformerConfig::from_json(&text).map_err(|e| match e {
+            Error::Checkpoint(m) => Error::checkpoint(format!("{}: {m}", config_path.display())),
+            other => other,
+        })?;
         let tensors = checkpoint::read(&dir.join("model.safetensors"))?;
         Self::from_map(config, &tensors)
     }

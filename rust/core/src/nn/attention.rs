@@ -146,7 +146,10 @@ impl MultiHeadAttention {
                 "num_heads: expected a positive divisor of embed_dim {e}, got {n_heads}"
             )));
         }
-        let ee = e * e;
+        // Sizes come from caller arrays, but overflow must still not panic.
+        let Some(ee) = e.checked_mul(e).filter(|ee| ee.checked_mul(3).is_some()) else {
+            return Err(Error::value(format!("embed_dim {e} is too large")));
+        };
         if in_proj_weight.len() != 3 * ee {
             return Err(Error::value(format!(
                 "in_proj_weight: expected shape [{}, {e}] ({} values), got {} values",

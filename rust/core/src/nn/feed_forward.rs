@@ -1,6 +1,6 @@
 //! Position-wise feed-forward block: linear2(act(linear1(x))).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::kernels::activations::{gelu_inplace, relu_inplace};
 use crate::kernels::gemm::MatRef;
@@ -9,7 +9,7 @@ use crate::nn::weights::Weights;
 use crate::Result;
 
 /// The feed-forward non-linearity (config.json `activation`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
     Relu,

@@ -1,0 +1,79 @@
+//! AVX2 + FMA micro-kernel: a strip of 16 columns is two ymm registers.
+//!
+//! Big tile 6 × 16: 12 accumulators + 2 B vectors + 1 broadcast A value
+//! (15 of the 16 ymm registers). Thin tiles widen to 64 columns for one row.
+
+use std::arch::x86_64::*;
+
+use super::{tile_table, BPanel, MicroKernel};
+
+pub(in crate::kernels::gemm) struct Avx2;
+
+impl MicroKernel for Avx2 {
+    const MR: usize = 6;
+    const STRIPS: usize = 1;
+    const MC: usize = 120;
+    const KC: usize = 256;
+    const NC: usize = 2048;
+
+    fn max_strips(rows: usize) -> usize {
+        match rows {
+            1 => 4,
+            2..=3 => 2,
+            _ => 1,
+        }
+    }
+
+    unsafe fn tile(rows: usize, strips: usize, kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32) {
+        // SAFETY: the caller upholds `MicroKernel::tile`'s contract, which
+        // includes that this CPU has AVX2 and FMA, and is exactly `tile`'s.
+        unsafe {
+            tile_table!(rows, strips, (kc, a, b, c, ldc, beta), [
+                (1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (3, 1), (3, 2), (4, 1), (5, 1), (6, 1),
+            ])
+        }
+    }
+}
+
+/// C[R × 16S] = beta·C + Ã·B̃; see [`MicroKernel::tile`] for the contract.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile<const R: usize, const S: usize>(kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32) {
+    let mut acc = [[[_mm256_setzero_ps(); 2]; S]; R];
+    let (mut a_step, mut b_row) = (a, b.ptr);
+    for _ in 0..kc {
+        let mut bv = [[_mm256_setzero_ps(); 2]; S];
+        for (s, v) in bv.iter_mut().enumerate() {
+            // SAFETY: strip s < S of the current row holds 16 readable f32.
+            unsafe {
+                let src = b_row.add(s * b.strip_stride);
+                *v = [_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8))];
+            }
+        }
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            // SAFETY: the current k step of Ã holds R readable f32.
+            let ai = _mm256_set1_ps(unsafe { *a_step.add(i) });
+            for (x, bs) in acc_row.iter_mut().zip(&bv) {
+                x[0] = _mm256_fmadd_ps(ai, bs[0], x[0]);
+                x[1] = _mm256_fmadd_ps(ai, bs[1], x[1]);
+            }
+        }
+        // Wrapping: after the last step these point past the operands and
+        // are never read.
+        a_step = a_step.wrapping_add(R);
+        b_row = b_row.wrapping_add(b.k_stride);
+    }
+    let beta_v = _mm256_set1_ps(beta);
+    for (i, acc_row) in acc.iter().enumerate() {
+        for (s, x) in acc_row.iter().enumerate() {
+            for (h, &xh) in x.iter().enumerate() {
+                // SAFETY: row i < R, columns 16s+8h..+8 of C are writable, and
+                // readable when beta != 0, by the caller's contract.
+                unsafe {
+                    let dst = c.add(i * ldc + s * 16 + h * 8);
+                    let out = if beta == 0.0 { xh } else { _mm256_fmadd_ps(beta_v, _mm256_loadu_ps(dst), xh) };
+                    _mm256_storeu_ps(dst, out);
+                }
+            }
+        }
+    }
+}

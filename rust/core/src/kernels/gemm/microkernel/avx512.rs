@@ -1,0 +1,78 @@
+//! AVX-512F micro-kernel: a strip of 16 columns is one zmm register.
+//!
+//! Big tile 14 × 32: 28 accumulators + 2 B vectors; the A value is broadcast
+//! straight from memory into the FMA. Thin tiles for few rows go up to 128
+//! columns so even one row keeps 8 independent FMA chains in flight.
+
+use std::arch::x86_64::*;
+
+use super::{tile_table, BPanel, MicroKernel};
+
+pub(in crate::kernels::gemm) struct Avx512;
+
+impl MicroKernel for Avx512 {
+    const MR: usize = 14;
+    const STRIPS: usize = 2;
+    const MC: usize = 168;
+    const KC: usize = 256;
+    const NC: usize = 2048;
+
+    fn max_strips(rows: usize) -> usize {
+        match rows {
+            1 => 8,
+            2..=6 => 4,
+            _ => 2,
+        }
+    }
+
+    unsafe fn tile(rows: usize, strips: usize, kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32) {
+        // SAFETY: the caller upholds `MicroKernel::tile`'s contract, which
+        // includes that this CPU has AVX-512F, and is exactly `tile`'s.
+        unsafe {
+            tile_table!(rows, strips, (kc, a, b, c, ldc, beta), [
+                (1, 1), (1, 2), (1, 4), (1, 8),
+                (2, 1), (2, 2), (2, 4), (3, 1), (3, 2), (3, 4), (4, 1), (4, 2), (4, 4),
+                (5, 1), (5, 2), (5, 4), (6, 1), (6, 2), (6, 4),
+                (7, 1), (7, 2), (8, 1), (8, 2), (9, 1), (9, 2), (10, 1), (10, 2),
+                (11, 1), (11, 2), (12, 1), (12, 2), (13, 1), (13, 2), (14, 1), (14, 2),
+            ])
+        }
+    }
+}
+
+/// C[R × 16S] = beta·C + Ã·B̃; see [`MicroKernel::tile`] for the contract.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile<const R: usize, const S: usize>(kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32) {
+    let mut acc = [[_mm512_setzero_ps(); S]; R];
+    let (mut a_step, mut b_row) = (a, b.ptr);
+    for _ in 0..kc {
+        let mut bv = [_mm512_setzero_ps(); S];
+        for (s, v) in bv.iter_mut().enumerate() {
+            // SAFETY: strip s < S of the current row holds 16 readable f32.
+            *v = unsafe { _mm512_loadu_ps(b_row.add(s * b.strip_stride)) };
+        }
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            // SAFETY: the current k step of Ã holds R readable f32.
+            let ai = _mm512_set1_ps(unsafe { *a_step.add(i) });
+            for (x, &bs) in acc_row.iter_mut().zip(&bv) {
+                *x = _mm512_fmadd_ps(ai, bs, *x);
+            }
+        }
+        // Wrapping: after the last step these point past the operands and
+        // are never read.
+        a_step = a_step.wrapping_add(R);
+        b_row = b_row.wrapping_add(b.k_stride);
+    }
+    let beta_v = _mm512_set1_ps(beta);
+    for (i, acc_row) in acc.iter().enumerate() {
+        for (s, &x) in acc_row.iter().enumerate() {
+            // SAFETY: row i < R, columns 16s..16s+16 of C are writable, and
+            // readable when beta != 0, by the caller's contract.
+            unsafe {
+                let dst = c.add(i * ldc + s * 16);
+                let out = if beta == 0.0 { x } else { _mm512_fmadd_ps(beta_v, _mm512_loadu_ps(dst), x) };
+                _mm512_storeu_ps(dst, out);
+            }
+        }
+    }
+}

@@ -39,3 +39,35 @@ impl std::fmt::Debug for AlignedBuf {
         write!(f, "AlignedBuf({} f32)", self.len)
     }
 }
+
+/// What a thread's scratch buffer holds.
+#[derive(Clone, Copy)]
+pub(super) enum Scratch {
+    /// Packed A blocks of the work items.
+    ABlocks = 0,
+    /// B packed for one `gemm` call.
+    PackedB = 1,
+}
+
+/// Scratch buffers larger than this are freed after use rather than kept.
+const MAX_KEPT: usize = 16 << 20;
+
+thread_local! {
+    static SCRATCH: [std::cell::Cell<Option<AlignedBuf>>; 2] = const { [std::cell::Cell::new(None), std::cell::Cell::new(None)] };
+}
+
+/// Runs `f` on `len` f32s of this thread's `kind` scratch buffer (contents
+/// arbitrary), kept between calls: a fresh multi-megabyte allocation per
+/// call would cost a page fault per 4 KiB. A nested call on the same thread
+/// finds the slot empty and allocates its own.
+pub(super) fn with_scratch<R>(kind: Scratch, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let slot = kind as usize;
+    let kept = SCRATCH.with(|s| s[slot].take()).filter(|buf| buf.lines.len() * LINE >= len);
+    let mut buf = kept.unwrap_or_else(|| AlignedBuf::zeroed(len));
+    buf.len = len;
+    let result = f(buf.as_mut_slice());
+    if len * std::mem::size_of::<f32>() <= MAX_KEPT {
+        SCRATCH.with(|s| s[slot].set(Some(buf)));
+    }
+    result
+}

@@ -9,27 +9,34 @@
 //! loop 1  ir: MR rows = one A micro-panel -> micro-kernel tile MR×NR
 //! ```
 //!
-//! B is never packed here: it comes packed whole (a [`PackedB`]) or is a
-//! row-major matrix read in place ([`BSource::Direct`], for few rows of A).
+//! B is never packed here: it comes packed whole (by `pack_b`, or a
+//! [`PackedB`](super::PackedB)) or is a row-major matrix read in place
+//! ([`BSource::Direct`], for few rows of A).
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::buffer::AlignedBuf;
+use super::buffer::{with_scratch, AlignedBuf, Scratch};
 use super::microkernel::{with_kernel, BPanel, MicroKernel, MAX_TILE};
 use super::pack::{pack_a, pack_b_strip, row_panels, strip_count, STRIP};
-use super::{MatRef, PackedB};
+use super::MatRef;
 use crate::kernels::dispatch::Isa;
 
 /// Products smaller than this many multiply-adds stay on the calling thread:
 /// below it, waking a second thread costs more than it saves.
 const PAR_MIN_FMAS: usize = 1 << 19;
 
+/// KC when B is read in place: short slices keep the rows of B being read
+/// few (a handful of TLB pages and prefetch streams) while loop 2 sweeps
+/// along them. Measured on AVX-512 (Xeon, 1×512×2048 and 32×512×2048).
+const DIRECT_THIN_KC: usize = 32;
+const DIRECT_KC: usize = 48;
+
 /// Where the driver reads B [K×N] from.
 pub(super) enum BSource<'a> {
-    /// Packed strips spanning all of K.
-    Packed(&'a PackedB),
+    /// B [K×N] as packed strips spanning all of K (see `pack`).
+    Strips { strips: &'a [f32], k: usize, n: usize },
     /// A row-major B read in place; its last, partial strip (N % 16 columns)
     /// is packed into `edge` [K×16] so no read runs past a row.
     Direct { b: MatRef<'a>, edge: AlignedBuf },
@@ -48,7 +55,7 @@ impl<'a> BSource<'a> {
 
     fn n(&self) -> usize {
         match self {
-            BSource::Packed(p) => p.n(),
+            BSource::Strips { n, .. } => *n,
             BSource::Direct { b, .. } => b.cols,
         }
     }
@@ -56,11 +63,9 @@ impl<'a> BSource<'a> {
     /// The panel starting at strip `js`, shared-dim row `pc`.
     fn panel(&self, js: usize, pc: usize) -> BPanel {
         match self {
-            BSource::Packed(p) => BPanel {
-                ptr: p.strips()[(js * p.k() + pc) * STRIP..].as_ptr(),
-                k_stride: STRIP,
-                strip_stride: p.k() * STRIP,
-            },
+            BSource::Strips { strips, k, .. } => {
+                BPanel { ptr: strips[(js * k + pc) * STRIP..].as_ptr(), k_stride: STRIP, strip_stride: k * STRIP }
+            }
             BSource::Direct { b, edge } if js == b.cols / STRIP => {
                 BPanel { ptr: edge.as_slice()[pc * STRIP..].as_ptr(), k_stride: STRIP, strip_stride: b.rows * STRIP }
             }
@@ -73,7 +78,7 @@ impl<'a> BSource<'a> {
     /// End of the strips from `js` (below `end`) that one [`BPanel`] covers.
     fn run_end(&self, js: usize, end: usize) -> usize {
         match self {
-            BSource::Packed(_) => end,
+            BSource::Strips { .. } => end,
             BSource::Direct { b, .. } => {
                 let full = b.cols / STRIP;
                 if js < full {
@@ -117,7 +122,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new<K: MicroKernel>(m: usize, n: usize, k: usize, threads: usize) -> Plan {
+    fn new<K: MicroKernel>(m: usize, n: usize, k: usize, threads: usize, direct: bool) -> Plan {
         let n_strips = strip_count(n);
         let (kc, tile_strips, row_blocks) = if m <= K::MR {
             // Thin product: one wide tile streams B over the whole K with the
@@ -141,6 +146,11 @@ impl Plan {
                 items.push(Item { rows: rows.clone(), strips: s0..(s0 + chunk).min(n_strips) });
             }
         }
+        let kc = match (direct, m <= K::MR) {
+            (true, true) => k.div_ceil(k.div_ceil(DIRECT_THIN_KC)),
+            (true, false) => k.div_ceil(k.div_ceil(DIRECT_KC)),
+            (false, _) => kc,
+        };
         Plan { kc, nc_strips: K::NC / STRIP, tile_strips, items }
     }
 }
@@ -148,10 +158,33 @@ impl Plan {
 fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, c: &mut [f32], ldc: usize) {
     let (m, k, n) = (a.rows, a.cols, b.n());
     let threads = if m * n * k >= PAR_MIN_FMAS { rayon::current_num_threads() } else { 1 };
-    let plan = Plan::new::<K>(m, n, k, threads);
-    let mut a_blocks: Vec<AlignedBuf> =
-        plan.items.iter().map(|item| AlignedBuf::zeroed(item.rows.len() * plan.kc)).collect();
+    let plan = Plan::new::<K>(m, n, k, threads, matches!(b, BSource::Direct { .. }));
+    let a_len: usize = plan.items.iter().map(|item| item.rows.len() * plan.kc).sum();
     let c = CPtr(c.as_mut_ptr());
+    with_scratch(Scratch::ABlocks, a_len, |a_scratch| {
+        let mut a_blocks = Vec::with_capacity(plan.items.len());
+        let mut rest = a_scratch;
+        for item in &plan.items {
+            let (block, tail) = rest.split_at_mut(item.rows.len() * plan.kc);
+            a_blocks.push(block);
+            rest = tail;
+        }
+        five_loops::<K>(a, b, beta, c, ldc, &plan, &mut a_blocks, threads);
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn five_loops<K: MicroKernel>(
+    a: MatRef,
+    b: &BSource,
+    beta: f32,
+    c: CPtr,
+    ldc: usize,
+    plan: &Plan,
+    a_blocks: &mut [&mut [f32]],
+    threads: usize,
+) {
+    let (k, n) = (a.cols, b.n());
     let n_strips = strip_count(n);
 
     // Loop 5 (jc, NC): blocks of columns.
@@ -163,12 +196,12 @@ fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, c: &mut [f32], ldc:
             let kc = plan.kc.min(k - pc);
             let beta = if pc == 0 { beta } else { 1.0 };
             // Loop 3 (ic, MC): blocks of rows, one work item each.
-            let work = |(item, a_block): (&Item, &mut AlignedBuf)| {
+            let work = |(item, a_block): (&Item, &mut &mut [f32])| {
                 let strips = item.strips.start.max(jc_strips.start)..item.strips.end.min(jc_strips.end);
                 if strips.is_empty() {
                     return;
                 }
-                let a_block = &mut a_block.as_mut_slice()[..item.rows.len() * kc];
+                let a_block = &mut a_block[..item.rows.len() * kc];
                 pack_a(a, item.rows.clone(), K::MR, pc, kc, a_block);
                 let block = Block { a: a_block, rows: item.rows.clone(), kc, pc, strips };
                 macro_kernel::<K>(&block, plan.tile_strips, b, beta, c, ldc, n);

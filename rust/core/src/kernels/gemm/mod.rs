@@ -28,6 +28,7 @@ pub use mat_ref::MatRef;
 pub use packed_b::PackedB;
 
 use super::dispatch::{self, Isa};
+use buffer::{with_scratch, Scratch};
 use driver::BSource;
 
 /// Up to this many rows of A, a row-major B is read in place: packing it
@@ -53,8 +54,11 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: 
     if (b.col_stride == 1 || b.cols == 1) && a.rows <= DIRECT_B_MAX_M {
         driver::run(isa, a, &BSource::direct(b), beta, c, ldc);
     } else {
-        let packed = PackedB::pack(b);
-        driver::run(isa, a, &BSource::Packed(&packed), beta, c, ldc);
+        let (k, n) = (b.rows, b.cols);
+        with_scratch(Scratch::PackedB, pack::strip_count(n) * k * pack::STRIP, |strips| {
+            pack::pack_b(b, strips);
+            driver::run(isa, a, &BSource::Strips { strips, k, n }, beta, c, ldc);
+        });
     }
 }
 
@@ -72,7 +76,7 @@ pub fn gemm_packed_with(isa: Isa, a: MatRef, b: &PackedB, beta: f32, c: &mut [f3
     if handled_without_product(a.rows, b.n(), a.cols, beta, c, ldc) {
         return;
     }
-    driver::run(isa, a, &BSource::Packed(b), beta, c, ldc);
+    driver::run(isa, a, &BSource::Strips { strips: b.strips(), k: b.k(), n: b.n() }, beta, c, ldc);
 }
 
 fn check_c(m: usize, n: usize, len: usize, ldc: usize) {

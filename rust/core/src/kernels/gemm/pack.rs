@@ -57,25 +57,55 @@ pub(super) fn strip_count(n: usize) -> usize {
     n.div_ceil(STRIP)
 }
 
-/// Packs all of B [K×N] into `out` (`strip_count(N) · K · 16` elements, zeroed
-/// by the caller so padding columns read as 0).
+/// Strips packed together by one task: a row-major B is then read in runs
+/// of 8 × 64 bytes per row, enough for the prefetchers to stream it.
+const STRIP_GROUP: usize = 8;
+
+/// Packs all of B [K×N] into `out` (`strip_count(N) · K · 16` elements),
+/// padding columns set to 0.
 pub(super) fn pack_b(b: MatRef, out: &mut [f32]) {
-    let strip_len = b.rows * STRIP;
-    if strip_len == 0 {
+    let group_len = b.rows * STRIP * STRIP_GROUP;
+    if group_len == 0 {
         return;
     }
+    let pack_group = |(g, strips): (usize, &mut [f32])| pack_b_strips(b, g * STRIP_GROUP, strips);
     if b.rows * b.cols >= PAR_PACK_MIN {
-        out.par_chunks_mut(strip_len).enumerate().for_each(|(s, strip)| pack_b_strip(b, s, strip));
+        out.par_chunks_mut(group_len).enumerate().for_each(pack_group);
     } else {
-        out.chunks_mut(strip_len).enumerate().for_each(|(s, strip)| pack_b_strip(b, s, strip));
+        out.chunks_mut(group_len).enumerate().for_each(pack_group);
+    }
+}
+
+/// Packs the strips from `first` on into `out` (whole strips of K×16).
+fn pack_b_strips(b: MatRef, first: usize, out: &mut [f32]) {
+    let strip_len = b.rows * STRIP;
+    if b.col_stride != 1 {
+        for (s, strip) in out.chunks_mut(strip_len).enumerate() {
+            pack_b_strip(b, first + s, strip);
+        }
+        return;
+    }
+    // Row-major B: walk the rows once, scattering each into the strips.
+    let j0 = first * STRIP;
+    let width = (out.len() / strip_len * STRIP).min(b.cols - j0);
+    for p in 0..b.rows {
+        let row = &b.data[p * b.row_stride + j0..][..width];
+        for (s, src) in row.chunks(STRIP).enumerate() {
+            let dst = &mut out[s * strip_len + p * STRIP..][..STRIP];
+            dst[..src.len()].copy_from_slice(src);
+            dst[src.len()..].fill(0.0);
+        }
     }
 }
 
 /// Packs strip `s` of B (columns 16s..16s+16, all K rows) into `strip`
-/// ([K×16], zeroed by the caller).
+/// [K×16], padding columns set to 0.
 pub(super) fn pack_b_strip(b: MatRef, s: usize, strip: &mut [f32]) {
     let j0 = s * STRIP;
     let width = STRIP.min(b.cols - j0);
+    if width < STRIP {
+        strip.fill(0.0);
+    }
     if b.col_stride == 1 {
         // Row-major B: each strip row is a contiguous copy.
         for (p, dst) in strip.chunks_exact_mut(STRIP).enumerate() {

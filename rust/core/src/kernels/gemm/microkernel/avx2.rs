@@ -39,6 +39,13 @@ impl MicroKernel for Avx2 {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile<const R: usize, const S: usize>(kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32) {
     let mut acc = [[[_mm256_setzero_ps(); 2]; S]; R];
+    // C is touched only after the k loop; start its (likely L2/L3) lines
+    // on their way now so the stores do not stall on them.
+    for i in 0..R {
+        for s in 0..S {
+            _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc + s * 16).cast::<i8>());
+        }
+    }
     let (mut a_step, mut b_row) = (a, b.ptr);
     for _ in 0..kc {
         let mut bv = [[_mm256_setzero_ps(); 2]; S];

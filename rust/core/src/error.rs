@@ -11,7 +11,11 @@ pub enum Error {
     /// Malformed or mismatched weights or config (Python `tr.CheckpointError`).
     Checkpoint(String),
     /// A file could not be read or written (Python `OSError`/`FileNotFoundError`).
-    Io { path: String, kind: std::io::ErrorKind, message: String },
+    Io {
+        path: String,
+        kind: std::io::ErrorKind,
+        message: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -24,7 +28,11 @@ impl Error {
         Error::Checkpoint(msg.into())
     }
     pub fn io(path: impl fmt::Display, err: &std::io::Error) -> Self {
-        Error::Io { path: path.to_string(), kind: err.kind(), message: err.to_string() }
+        Error::Io {
+            path: path.to_string(),
+            kind: err.kind(),
+            message: err.to_string(),
+        }
     }
 }
 

@@ -17,13 +17,18 @@ static POOL: OnceLock<RwLock<Arc<ThreadPool>>> = OnceLock::new();
 /// positive integer wins), then the number of cores this process may use.
 pub fn default_num_threads() -> usize {
     for var in ["RAYON_NUM_THREADS", "OMP_NUM_THREADS"] {
-        if let Some(n) = std::env::var(var).ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+        if let Some(n) = std::env::var(var)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        {
             if n > 0 {
                 return n;
             }
         }
     }
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn build(n: usize) -> Result<Arc<ThreadPool>> {
@@ -40,7 +45,9 @@ fn cell() -> &'static RwLock<Arc<ThreadPool>> {
         let n = default_num_threads();
         // Falling back to one thread beats failing every call if the OS
         // refuses the threads the environment asked for.
-        let pool = build(n).or_else(|_| build(1)).expect("cannot start even one worker thread");
+        let pool = build(n)
+            .or_else(|_| build(1))
+            .expect("cannot start even one worker thread");
         RwLock::new(pool)
     })
 }
@@ -65,7 +72,9 @@ pub fn num_threads() -> usize {
 /// finish on the old pool.
 pub fn set_num_threads(n: usize) -> Result<()> {
     if n == 0 {
-        return Err(Error::value("n: expected a positive number of threads, got 0"));
+        return Err(Error::value(
+            "n: expected a positive number of threads, got 0",
+        ));
     }
     let pool = build(n)?;
     *cell().write().unwrap_or_else(|e| e.into_inner()) = pool;

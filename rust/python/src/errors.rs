@@ -4,7 +4,9 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError, PyValueError,
+};
 use pyo3::prelude::*;
 use transformer_rs_core::Error;
 
@@ -20,7 +22,11 @@ pub fn to_py(err: Error) -> PyErr {
     match err {
         Error::Value(m) => PyValueError::new_err(m),
         Error::Checkpoint(m) => CheckpointError::new_err(m),
-        Error::Io { path, kind, message } => {
+        Error::Io {
+            path,
+            kind,
+            message,
+        } => {
             let msg = format!("{path}: {message}");
             match kind {
                 std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
@@ -34,15 +40,24 @@ pub fn to_py(err: Error) -> PyErr {
 /// Runs `f` with the GIL released, on the kernel thread pool, turning a
 /// panic (a bug: inputs are validated before this point) into RuntimeError.
 /// Everything `f` reads must already be converted to plain Rust data.
-pub fn compute<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Error> + Send) -> PyResult<T> {
-    py.detach(|| catch_unwind(AssertUnwindSafe(|| transformer_rs_core::parallel::install(f))))
-        .map_err(|payload| {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            PyRuntimeError::new_err(format!("transformer_rs internal error (please report): {what}"))
-        })?
-        .map_err(to_py)
+pub fn compute<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> Result<T, Error> + Send,
+) -> PyResult<T> {
+    py.detach(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            transformer_rs_core::parallel::install(f)
+        }))
+    })
+    .map_err(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        PyRuntimeError::new_err(format!(
+            "transformer_rs internal error (please report): {what}"
+        ))
+    })?
+    .map_err(to_py)
 }

@@ -11,7 +11,10 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("CheckpointError", m.py().get_type::<errors::CheckpointError>())?;
+    m.add(
+        "CheckpointError",
+        m.py().get_type::<errors::CheckpointError>(),
+    )?;
     m.add_function(wrap_pyfunction!(runtime::set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::simd_level, m)?)?;

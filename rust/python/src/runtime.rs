@@ -11,7 +11,9 @@ use crate::errors::to_py;
 #[pyfunction]
 pub fn set_num_threads(n: i64) -> PyResult<()> {
     if n < 1 {
-        return Err(PyValueError::new_err(format!("n: expected a positive number of threads, got {n}")));
+        return Err(PyValueError::new_err(format!(
+            "n: expected a positive number of threads, got {n}"
+        )));
     }
     parallel::set_num_threads(n as usize).map_err(to_py)
 }

@@ -19,7 +19,12 @@ pub trait StepDecoder: Sync {
     /// position and writes log-probabilities `[rows, V]` into `log_probs`.
     /// Cost: one decoder step per row, independent of the prefix length
     /// except inside attention.
-    fn step(&self, state: &mut Self::State, tokens: &[i64], log_probs: &mut Vec<f32>) -> crate::Result<()>;
+    fn step(
+        &self,
+        state: &mut Self::State,
+        tokens: &[i64],
+        log_probs: &mut Vec<f32>,
+    ) -> crate::Result<()>;
 
     /// Keeps rows `rows[i]` of the current state as new row `i`, in that
     /// order; a row may repeat (beam expansion) or be dropped (finished).
@@ -46,3 +51,9 @@ pub struct Hypothesis {
     pub tokens: Vec<i64>,
     pub score: f32,
 }
+
+pub mod beam;
+pub mod greedy;
+mod hypotheses;
+#[cfg(test)]
+mod toy_decoders;

@@ -56,7 +56,10 @@ impl Isa {
 
 /// Every ISA this host can run, scalar first. Tests run each kernel on each.
 pub fn available() -> Vec<Isa> {
-    Isa::ALL.into_iter().filter(|isa| isa.is_available()).collect()
+    Isa::ALL
+        .into_iter()
+        .filter(|isa| isa.is_available())
+        .collect()
 }
 
 /// The best ISA of this CPU, detected on first use.

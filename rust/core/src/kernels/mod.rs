@@ -9,3 +9,5 @@ pub mod dispatch;
 pub mod gemm;
 pub mod layer_norm;
 pub mod softmax;
+
+mod simd;

@@ -45,8 +45,16 @@ pub fn gemm(a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize) {
 
 /// [`gemm`] on the kernel of `isa`. Panics unless `isa.is_available()`.
 pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize) {
-    assert!(isa.is_available(), "gemm: this CPU cannot run {} kernels", isa.name());
-    assert_eq!(a.cols, b.rows, "gemm: A is {}x{} but B is {}x{}", a.rows, a.cols, b.rows, b.cols);
+    assert!(
+        isa.is_available(),
+        "gemm: this CPU cannot run {} kernels",
+        isa.name()
+    );
+    assert_eq!(
+        a.cols, b.rows,
+        "gemm: A is {}x{} but B is {}x{}",
+        a.rows, a.cols, b.rows, b.cols
+    );
     check_c(a.rows, b.cols, c.len(), ldc);
     if handled_without_product(a.rows, b.cols, a.cols, beta, c, ldc) {
         return;
@@ -55,10 +63,14 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: 
         driver::run(isa, a, &BSource::direct(b), beta, c, ldc);
     } else {
         let (k, n) = (b.rows, b.cols);
-        with_scratch(Scratch::PackedB, pack::strip_count(n) * k * pack::STRIP, |strips| {
-            pack::pack_b(b, strips);
-            driver::run(isa, a, &BSource::Strips { strips, k, n }, beta, c, ldc);
-        });
+        with_scratch(
+            Scratch::PackedB,
+            pack::strip_count(n) * k * pack::STRIP,
+            |strips| {
+                pack::pack_b(b, strips);
+                driver::run(isa, a, &BSource::Strips { strips, k, n }, beta, c, ldc);
+            },
+        );
     }
 }
 
@@ -70,25 +82,56 @@ pub fn gemm_packed(a: MatRef, b: &PackedB, beta: f32, c: &mut [f32], ldc: usize)
 
 /// [`gemm_packed`] on the kernel of `isa`. Panics unless `isa.is_available()`.
 pub fn gemm_packed_with(isa: Isa, a: MatRef, b: &PackedB, beta: f32, c: &mut [f32], ldc: usize) {
-    assert!(isa.is_available(), "gemm_packed: this CPU cannot run {} kernels", isa.name());
-    assert_eq!(a.cols, b.k(), "gemm_packed: A has {} columns but B has K = {}", a.cols, b.k());
+    assert!(
+        isa.is_available(),
+        "gemm_packed: this CPU cannot run {} kernels",
+        isa.name()
+    );
+    assert_eq!(
+        a.cols,
+        b.k(),
+        "gemm_packed: A has {} columns but B has K = {}",
+        a.cols,
+        b.k()
+    );
     check_c(a.rows, b.n(), c.len(), ldc);
     if handled_without_product(a.rows, b.n(), a.cols, beta, c, ldc) {
         return;
     }
-    driver::run(isa, a, &BSource::Strips { strips: b.strips(), k: b.k(), n: b.n() }, beta, c, ldc);
+    driver::run(
+        isa,
+        a,
+        &BSource::Strips {
+            strips: b.strips(),
+            k: b.k(),
+            n: b.n(),
+        },
+        beta,
+        c,
+        ldc,
+    );
 }
 
 fn check_c(m: usize, n: usize, len: usize, ldc: usize) {
     assert!(ldc >= n, "gemm: ldc {ldc} < N {n}");
     if m > 0 && n > 0 {
-        assert!((m - 1) * ldc + n <= len, "gemm: C of {len} elements cannot hold {m}x{n} with ldc {ldc}");
+        assert!(
+            (m - 1) * ldc + n <= len,
+            "gemm: C of {len} elements cannot hold {m}x{n} with ldc {ldc}"
+        );
     }
 }
 
 /// Finishes empty products (M, N or K = 0) here, so the driver only sees
 /// real work: with K = 0, C = beta·C (zeros when beta == 0).
-fn handled_without_product(m: usize, n: usize, k: usize, beta: f32, c: &mut [f32], ldc: usize) -> bool {
+fn handled_without_product(
+    m: usize,
+    n: usize,
+    k: usize,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) -> bool {
     if m == 0 || n == 0 {
         return true;
     }

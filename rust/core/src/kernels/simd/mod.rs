@@ -1,0 +1,168 @@
+//! Portable f32 vector layer for the element-wise and row kernels (softmax,
+//! layer norm, activations, attention). GEMM has its own micro-kernels.
+//!
+//! Each kernel is written once, generic over [`F32Vec`], and instantiated per
+//! ISA inside a `#[target_feature]` function by [`isa_kernel!`]:
+//! `f32` itself (one lane, the scalar path), AVX2+FMA `F32x8`, AVX-512F
+//! `F32x16` and NEON `F32x4`. The generic bodies are `#[inline(always)]` and
+//! the vector methods `#[inline]`, so after inlining every intrinsic sits in a
+//! function compiled for its ISA.
+
+pub(crate) mod math;
+mod scalar;
+#[cfg(test)]
+pub(crate) mod test_util;
+
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
+
+/// A vector of `LANES` f32 values.
+///
+/// # Safety
+/// Every method is `unsafe` because the SIMD implementations are
+/// `#[target_feature]` functions: the caller guarantees that the CPU supports
+/// the ISA of `Self` (checked once by `Isa::is_available` before entering an
+/// [`isa_kernel!`] function). Pointer methods additionally need `LANES`
+/// readable (`load`) or writable (`store`) f32 values at the pointer, or `n`
+/// of them for the `_partial` forms.
+pub(crate) trait F32Vec: Copy {
+    const LANES: usize;
+
+    unsafe fn splat(v: f32) -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    unsafe fn add(self, o: Self) -> Self;
+    unsafe fn sub(self, o: Self) -> Self;
+    unsafe fn mul(self, o: Self) -> Self;
+    unsafe fn div(self, o: Self) -> Self;
+    /// `self · b + c`, fused (one rounding) where the ISA has FMA.
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self;
+    unsafe fn max(self, o: Self) -> Self;
+    unsafe fn min(self, o: Self) -> Self;
+    unsafe fn abs(self) -> Self;
+    /// Round to the nearest integer, ties to even.
+    unsafe fn round(self) -> Self;
+    /// 2ⁿ for lanes holding integral n in [-126, 127].
+    unsafe fn pow2i(self) -> Self;
+    /// Lane-wise `if self < o { a } else { b }` (false for NaN).
+    unsafe fn select_lt(self, o: Self, a: Self, b: Self) -> Self;
+    /// Lane-wise `if self == o { a } else { b }`.
+    unsafe fn select_eq(self, o: Self, a: Self, b: Self) -> Self;
+    unsafe fn reduce_add(self) -> f32;
+    unsafe fn reduce_max(self) -> f32;
+
+    /// Loads the first `n < LANES` values at `p`; the other lanes hold `fill`.
+    #[inline(always)]
+    unsafe fn load_partial(p: *const f32, n: usize, fill: f32) -> Self {
+        debug_assert!(n < Self::LANES && Self::LANES <= MAX_LANES);
+        let mut buf = [fill; MAX_LANES];
+        std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
+        Self::load(buf.as_ptr())
+    }
+
+    /// Stores the first `n < LANES` lanes at `p`.
+    #[inline(always)]
+    unsafe fn store_partial(self, p: *mut f32, n: usize) {
+        debug_assert!(n < Self::LANES && Self::LANES <= MAX_LANES);
+        let mut buf = [0.0f32; MAX_LANES];
+        self.store(buf.as_mut_ptr());
+        std::ptr::copy_nonoverlapping(buf.as_ptr(), p, n);
+    }
+}
+
+/// The widest vector (AVX-512: 16 lanes).
+const MAX_LANES: usize = 16;
+
+/// Defines `unsafe fn $name(isa: Isa, args..)` that runs the generic kernel
+/// `$generic::<V>(args..)` with `V` the vector type of `isa`, each
+/// instantiation compiled inside a `#[target_feature]` function.
+///
+/// Safety contract of the generated function: `isa.is_available()`.
+macro_rules! isa_kernel {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? = $generic:ident) => {
+        $(#[$meta])*
+        /// # Safety
+        /// `isa.is_available()` must hold.
+        $vis unsafe fn $name(isa: $crate::kernels::dispatch::Isa, $($arg: $ty),*) $(-> $ret)? {
+            use $crate::kernels::dispatch::Isa;
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                $generic::<$crate::kernels::simd::x86::F32x8>($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                $generic::<$crate::kernels::simd::x86::F32x16>($($arg),*)
+            }
+            #[cfg(target_arch = "aarch64")]
+            #[target_feature(enable = "neon")]
+            unsafe fn neon($($arg: $ty),*) $(-> $ret)? {
+                $generic::<$crate::kernels::simd::neon::F32x4>($($arg),*)
+            }
+            match isa {
+                Isa::Scalar => $generic::<f32>($($arg),*),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => avx2($($arg),*),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => avx512($($arg),*),
+                #[cfg(target_arch = "aarch64")]
+                Isa::Neon => neon($($arg),*),
+                #[allow(unreachable_patterns)]
+                other => unreachable!("{} kernels do not exist on this architecture", other.name()),
+            }
+        }
+    };
+}
+pub(crate) use isa_kernel;
+
+/// Asserts that this CPU runs `isa`, the precondition of every
+/// [`isa_kernel!`] function; `what` names the caller in the panic message.
+pub(crate) fn assert_available(isa: crate::kernels::dispatch::Isa, what: &str) {
+    assert!(
+        isa.is_available(),
+        "{what}: this CPU cannot run {} kernels",
+        isa.name()
+    );
+}
+
+/// Below this many elements a row-wise kernel runs on the calling thread:
+/// splitting smaller jobs costs more than it saves.
+const PAR_MIN_ELEMS: usize = 1 << 15;
+
+/// Calls `f` on every row of x [R×n] (row-major), rows in parallel on the
+/// current rayon pool when x is large. Panics unless n divides x.len()
+/// (n = 0 is accepted only for an empty x).
+pub(crate) fn for_each_row(x: &mut [f32], n: usize, f: impl Fn(&mut [f32]) + Sync + Send) {
+    if x.is_empty() {
+        return;
+    }
+    assert!(
+        n > 0 && x.len() % n == 0,
+        "row length {n} does not divide {} elements",
+        x.len()
+    );
+    if x.len() < PAR_MIN_ELEMS || x.len() == n {
+        x.chunks_exact_mut(n).for_each(f);
+    } else {
+        use rayon::prelude::*;
+        // About PAR_MIN_ELEMS elements per task.
+        let rows_per_task = (PAR_MIN_ELEMS / n).max(1);
+        x.par_chunks_exact_mut(n)
+            .with_min_len(rows_per_task)
+            .for_each(f);
+    }
+}
+
+/// Calls `f` on consecutive chunks covering x (for element-wise kernels): one
+/// call for small x, chunks of about PAR_MIN_ELEMS in parallel for large x.
+pub(crate) fn for_each_chunk(x: &mut [f32], f: impl Fn(&mut [f32]) + Sync + Send) {
+    if x.len() < 2 * PAR_MIN_ELEMS {
+        f(x);
+    } else {
+        use rayon::prelude::*;
+        x.par_chunks_mut(PAR_MIN_ELEMS).for_each(f);
+    }
+}

@@ -1,0 +1,97 @@
+//! One-lane "vector": the scalar path runs the same generic kernels, so every
+//! ISA computes the same formulas (same exp/erfc polynomials), differing only
+//! in rounding order.
+
+use super::F32Vec;
+
+impl F32Vec for f32 {
+    const LANES: usize = 1;
+
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        v
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        *p
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        *p = self;
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        self + o
+    }
+    #[inline(always)]
+    unsafe fn sub(self, o: Self) -> Self {
+        self - o
+    }
+    #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        self * o
+    }
+    #[inline(always)]
+    unsafe fn div(self, o: Self) -> Self {
+        self / o
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        // Fused like the SIMD paths (GELU's erfc tail relies on the exact
+        // x² split). Without an FMA unit this is a libm call: slow, but this
+        // path only runs on CPUs with no SIMD kernel at all.
+        f32::mul_add(self, b, c)
+    }
+    #[inline(always)]
+    unsafe fn max(self, o: Self) -> Self {
+        if self > o {
+            self
+        } else {
+            o
+        }
+    }
+    #[inline(always)]
+    unsafe fn min(self, o: Self) -> Self {
+        if self < o {
+            self
+        } else {
+            o
+        }
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        f32::abs(self)
+    }
+    #[inline(always)]
+    unsafe fn round(self) -> Self {
+        self.round_ties_even()
+    }
+    #[inline(always)]
+    unsafe fn pow2i(self) -> Self {
+        f32::from_bits(((self as i32 + 127) as u32) << 23)
+    }
+    #[inline(always)]
+    unsafe fn select_lt(self, o: Self, a: Self, b: Self) -> Self {
+        if self < o {
+            a
+        } else {
+            b
+        }
+    }
+    #[inline(always)]
+    unsafe fn select_eq(self, o: Self, a: Self, b: Self) -> Self {
+        if self == o {
+            a
+        } else {
+            b
+        }
+    }
+    #[inline(always)]
+    unsafe fn reduce_add(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    unsafe fn reduce_max(self) -> f32 {
+        self
+    }
+}

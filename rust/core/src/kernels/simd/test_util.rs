@@ -1,0 +1,47 @@
+//! Shared test helpers: a small deterministic RNG and the row lengths that
+//! exercise every SIMD tail.
+
+/// xorshift64*: deterministic, good enough for test data.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [lo, hi).
+    pub(crate) fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        lo + (hi - lo) * u
+    }
+
+    pub(crate) fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// Lengths 0, 1, odd ones, and around every multiple of 4, 8 and 16 lanes.
+pub(crate) const LENGTHS: [usize; 20] = [
+    0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 100,
+];
+
+/// Panics unless |got - want| ≤ rel·|want| + abs everywhere (NaN fails).
+pub(crate) fn assert_close(got: &[f32], want: &[f64], rel: f64, abs: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (j, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs();
+        let ok = err <= rel * w.abs() + abs || (g as f64 == w);
+        assert!(ok, "{what}: [{j}] got {g:e}, want {w:e} (err {err:e})");
+    }
+}

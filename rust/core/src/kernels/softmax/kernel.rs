@@ -1,0 +1,144 @@
+//! The softmax passes, generic over the vector type; instantiated per ISA.
+
+use crate::kernels::simd::{isa_kernel, math, F32Vec};
+
+isa_kernel! {
+    pub(super) fn softmax_row(x: &mut [f32], scale: f32, mask: Option<&[f32]>) = softmax_generic
+}
+isa_kernel! {
+    pub(super) fn log_softmax_row(x: &mut [f32]) = log_softmax_generic
+}
+
+const NEG_INF: f32 = f32::NEG_INFINITY;
+
+/// Caller guarantees `V`'s ISA is available and `mask.len() == x.len()`.
+#[inline(always)]
+unsafe fn softmax_generic<V: F32Vec>(x: &mut [f32], scale: f32, mask: Option<&[f32]>) {
+    let n = x.len();
+    let (w, p) = (V::LANES, x.as_mut_ptr());
+    let full = n - n % w;
+    let rem = n - full;
+    let neg_inf = V::splat(NEG_INF);
+    let vscale = V::splat(scale);
+
+    // Pass 1: x ← z = scale·x + mask (masked stays -inf), and max z.
+    let mut vmax = neg_inf;
+    match mask {
+        None => {
+            for i in (0..full).step_by(w) {
+                let z = V::load(p.add(i)).mul(vscale);
+                z.store(p.add(i));
+                vmax = vmax.max(z);
+            }
+            if rem > 0 {
+                V::load_partial(p.add(full), rem, 0.0)
+                    .mul(vscale)
+                    .store_partial(p.add(full), rem);
+                vmax = vmax.max(V::load_partial(p.add(full), rem, NEG_INF));
+            }
+        }
+        Some(m) => {
+            let mp = m.as_ptr();
+            for i in (0..full).step_by(w) {
+                let mv = V::load(mp.add(i));
+                let z = V::load(p.add(i)).mul_add(vscale, mv);
+                let z = mv.select_eq(neg_inf, neg_inf, z);
+                z.store(p.add(i));
+                vmax = vmax.max(z);
+            }
+            if rem > 0 {
+                // Padding lanes get mask -inf, so they come out -inf.
+                let mv = V::load_partial(mp.add(full), rem, NEG_INF);
+                let z = V::load_partial(p.add(full), rem, 0.0).mul_add(vscale, mv);
+                let z = mv.select_eq(neg_inf, neg_inf, z);
+                z.store_partial(p.add(full), rem);
+                vmax = vmax.max(z);
+            }
+        }
+    }
+    let max = vmax.reduce_max();
+    if max == NEG_INF {
+        x.fill(0.0);
+        return;
+    }
+    if max == f32::INFINITY {
+        let count = x.iter().filter(|&&z| z == f32::INFINITY).count() as f32;
+        for z in x.iter_mut() {
+            *z = if *z == f32::INFINITY {
+                1.0 / count
+            } else {
+                0.0
+            };
+        }
+        return;
+    }
+
+    // Pass 2: x ← e^{z - max} and their sum (padding: e^{-inf} = 0).
+    let vm = V::splat(max);
+    let mut vsum = V::splat(0.0);
+    for i in (0..full).step_by(w) {
+        let e = math::exp(V::load(p.add(i)).sub(vm));
+        e.store(p.add(i));
+        vsum = vsum.add(e);
+    }
+    if rem > 0 {
+        let e = math::exp(V::load_partial(p.add(full), rem, NEG_INF).sub(vm));
+        e.store_partial(p.add(full), rem);
+        vsum = vsum.add(e);
+    }
+
+    // Pass 3: normalise. sum ≥ 1 (the max contributes e⁰).
+    let inv = V::splat(1.0 / vsum.reduce_add());
+    for i in (0..full).step_by(w) {
+        V::load(p.add(i)).mul(inv).store(p.add(i));
+    }
+    if rem > 0 {
+        V::load_partial(p.add(full), rem, 0.0)
+            .mul(inv)
+            .store_partial(p.add(full), rem);
+    }
+}
+
+/// log_softmax(x) = (x - max) - ln Σ e^{x - max}. Caller guarantees `V`'s
+/// ISA is available.
+#[inline(always)]
+unsafe fn log_softmax_generic<V: F32Vec>(x: &mut [f32]) {
+    let n = x.len();
+    let (w, p) = (V::LANES, x.as_mut_ptr());
+    let full = n - n % w;
+    let rem = n - full;
+
+    let mut vmax = V::splat(NEG_INF);
+    for i in (0..full).step_by(w) {
+        vmax = vmax.max(V::load(p.add(i)));
+    }
+    if rem > 0 {
+        vmax = vmax.max(V::load_partial(p.add(full), rem, NEG_INF));
+    }
+    let max = vmax.reduce_max();
+    if max == NEG_INF {
+        return;
+    }
+
+    let vm = V::splat(max);
+    let mut vsum = V::splat(0.0);
+    for i in (0..full).step_by(w) {
+        vsum = vsum.add(math::exp(V::load(p.add(i)).sub(vm)));
+    }
+    if rem > 0 {
+        vsum = vsum.add(math::exp(
+            V::load_partial(p.add(full), rem, NEG_INF).sub(vm),
+        ));
+    }
+
+    let log_sum = V::splat(vsum.reduce_add().ln());
+    for i in (0..full).step_by(w) {
+        V::load(p.add(i)).sub(vm).sub(log_sum).store(p.add(i));
+    }
+    if rem > 0 {
+        V::load_partial(p.add(full), rem, 0.0)
+            .sub(vm)
+            .sub(log_sum)
+            .store_partial(p.add(full), rem);
+    }
+}

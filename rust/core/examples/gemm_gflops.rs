@@ -52,19 +52,32 @@ fn gflops(mut f: impl FnMut(), flops: f64) -> (f64, f64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
-    let isa = args.get(2).and_then(|s| Isa::from_name(s)).unwrap_or_else(dispatch::detected);
+    let isa = args
+        .get(2)
+        .and_then(|s| Isa::from_name(s))
+        .unwrap_or_else(dispatch::detected);
     parallel::set_num_threads(threads).expect("thread pool");
     println!("threads={threads} isa={}", isa.name());
-    println!("{:>6} {:>6} {:>6} {:>10} {:>12}   (cpu-time GFLOP/s of the pool thread)", "M", "K", "N", "gemm", "gemm_packed");
+    println!(
+        "{:>6} {:>6} {:>6} {:>10} {:>12}   (cpu-time GFLOP/s of the pool thread)",
+        "M", "K", "N", "gemm", "gemm_packed"
+    );
     for (m, k, n) in SHAPES {
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0).collect();
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0)
+            .collect();
         let mut c = vec![0.0f32; m * n];
         let (av, bv) = (MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n));
         let packed = PackedB::pack(bv);
         let flops = 2.0 * (m * n * k) as f64;
-        let (plain, plain_cpu) = parallel::install(|| gflops(|| gemm_with(isa, av, bv, 0.0, &mut c, n), flops));
-        let (pre, pre_cpu) = parallel::install(|| gflops(|| gemm_packed_with(isa, av, &packed, 0.0, &mut c, n), flops));
+        let (plain, plain_cpu) =
+            parallel::install(|| gflops(|| gemm_with(isa, av, bv, 0.0, &mut c, n), flops));
+        let (pre, pre_cpu) = parallel::install(|| {
+            gflops(|| gemm_packed_with(isa, av, &packed, 0.0, &mut c, n), flops)
+        });
         println!("{m:>6} {k:>6} {n:>6} {plain:>10.1} {pre:>12.1}   ({plain_cpu:.1}, {pre_cpu:.1})");
     }
 }

@@ -19,7 +19,10 @@ pub(super) struct AlignedBuf {
 
 impl AlignedBuf {
     pub(super) fn zeroed(len: usize) -> Self {
-        AlignedBuf { lines: vec![Line([0.0; LINE]); len.div_ceil(LINE)], len }
+        AlignedBuf {
+            lines: vec![Line([0.0; LINE]); len.div_ceil(LINE)],
+            len,
+        }
     }
 
     pub(super) fn as_slice(&self) -> &[f32] {
@@ -62,7 +65,9 @@ thread_local! {
 /// finds the slot empty and allocates its own.
 pub(super) fn with_scratch<R>(kind: Scratch, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let slot = kind as usize;
-    let kept = SCRATCH.with(|s| s[slot].take()).filter(|buf| buf.lines.len() * LINE >= len);
+    let kept = SCRATCH
+        .with(|s| s[slot].take())
+        .filter(|buf| buf.lines.len() * LINE >= len);
     let mut buf = kept.unwrap_or_else(|| AlignedBuf::zeroed(len));
     buf.len = len;
     let result = f(buf.as_mut_slice());

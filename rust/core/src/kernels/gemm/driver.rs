@@ -36,7 +36,11 @@ const DIRECT_KC: usize = 48;
 /// Where the driver reads B [K×N] from.
 pub(super) enum BSource<'a> {
     /// B [K×N] as packed strips spanning all of K (see `pack`).
-    Strips { strips: &'a [f32], k: usize, n: usize },
+    Strips {
+        strips: &'a [f32],
+        k: usize,
+        n: usize,
+    },
     /// A row-major B read in place; its last, partial strip (N % 16 columns)
     /// is packed into `edge` [K×16] so no read runs past a row.
     Direct { b: MatRef<'a>, edge: AlignedBuf },
@@ -46,7 +50,7 @@ impl<'a> BSource<'a> {
     /// B [K×N] with unit column stride (or a single column).
     pub(super) fn direct(b: MatRef<'a>) -> Self {
         let mut edge = AlignedBuf::zeroed(0);
-        if b.cols % STRIP != 0 {
+        if !b.cols.is_multiple_of(STRIP) {
             edge = AlignedBuf::zeroed(b.rows * STRIP);
             pack_b_strip(b, b.cols / STRIP, edge.as_mut_slice());
         }
@@ -63,15 +67,21 @@ impl<'a> BSource<'a> {
     /// The panel starting at strip `js`, shared-dim row `pc`.
     fn panel(&self, js: usize, pc: usize) -> BPanel {
         match self {
-            BSource::Strips { strips, k, .. } => {
-                BPanel { ptr: strips[(js * k + pc) * STRIP..].as_ptr(), k_stride: STRIP, strip_stride: k * STRIP }
-            }
-            BSource::Direct { b, edge } if js == b.cols / STRIP => {
-                BPanel { ptr: edge.as_slice()[pc * STRIP..].as_ptr(), k_stride: STRIP, strip_stride: b.rows * STRIP }
-            }
-            BSource::Direct { b, .. } => {
-                BPanel { ptr: b.data[pc * b.row_stride + js * STRIP..].as_ptr(), k_stride: b.row_stride, strip_stride: STRIP }
-            }
+            BSource::Strips { strips, k, .. } => BPanel {
+                ptr: strips[(js * k + pc) * STRIP..].as_ptr(),
+                k_stride: STRIP,
+                strip_stride: k * STRIP,
+            },
+            BSource::Direct { b, edge } if js == b.cols / STRIP => BPanel {
+                ptr: edge.as_slice()[pc * STRIP..].as_ptr(),
+                k_stride: STRIP,
+                strip_stride: b.rows * STRIP,
+            },
+            BSource::Direct { b, .. } => BPanel {
+                ptr: b.data[pc * b.row_stride + js * STRIP..].as_ptr(),
+                k_stride: b.row_stride,
+                strip_stride: STRIP,
+            },
         }
     }
 
@@ -137,13 +147,20 @@ impl Plan {
             (kc, K::STRIPS, blocks)
         };
         // Too few row blocks for the threads: split the columns as well.
-        let wanted_col_splits = if row_blocks < threads { threads.div_ceil(row_blocks) } else { 1 };
+        let wanted_col_splits = if row_blocks < threads {
+            threads.div_ceil(row_blocks)
+        } else {
+            1
+        };
         let chunk = n_strips.div_ceil(wanted_col_splits).div_ceil(tile_strips) * tile_strips;
         let mut items = Vec::new();
         for r in 0..row_blocks {
             let rows = r * m / row_blocks..(r + 1) * m / row_blocks;
             for s0 in (0..n_strips).step_by(chunk) {
-                items.push(Item { rows: rows.clone(), strips: s0..(s0 + chunk).min(n_strips) });
+                items.push(Item {
+                    rows: rows.clone(),
+                    strips: s0..(s0 + chunk).min(n_strips),
+                });
             }
         }
         let kc = match (direct, m <= K::MR) {
@@ -151,15 +168,28 @@ impl Plan {
             (true, false) => k.div_ceil(k.div_ceil(DIRECT_KC)),
             (false, _) => kc,
         };
-        Plan { kc, nc_strips: K::NC / STRIP, tile_strips, items }
+        Plan {
+            kc,
+            nc_strips: K::NC / STRIP,
+            tile_strips,
+            items,
+        }
     }
 }
 
 fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, c: &mut [f32], ldc: usize) {
     let (m, k, n) = (a.rows, a.cols, b.n());
-    let threads = if m * n * k >= PAR_MIN_FMAS { rayon::current_num_threads() } else { 1 };
+    let threads = if m * n * k >= PAR_MIN_FMAS {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
     let plan = Plan::new::<K>(m, n, k, threads, matches!(b, BSource::Direct { .. }));
-    let a_len: usize = plan.items.iter().map(|item| item.rows.len() * plan.kc).sum();
+    let a_len: usize = plan
+        .items
+        .iter()
+        .map(|item| item.rows.len() * plan.kc)
+        .sum();
     let c = CPtr(c.as_mut_ptr());
     with_scratch(Scratch::ABlocks, a_len, |a_scratch| {
         let mut a_blocks = Vec::with_capacity(plan.items.len());
@@ -197,17 +227,27 @@ fn five_loops<K: MicroKernel>(
             let beta = if pc == 0 { beta } else { 1.0 };
             // Loop 3 (ic, MC): blocks of rows, one work item each.
             let work = |(item, a_block): (&Item, &mut &mut [f32])| {
-                let strips = item.strips.start.max(jc_strips.start)..item.strips.end.min(jc_strips.end);
+                let strips =
+                    item.strips.start.max(jc_strips.start)..item.strips.end.min(jc_strips.end);
                 if strips.is_empty() {
                     return;
                 }
                 let a_block = &mut a_block[..item.rows.len() * kc];
                 pack_a(a, item.rows.clone(), K::MR, pc, kc, a_block);
-                let block = Block { a: a_block, rows: item.rows.clone(), kc, pc, strips };
+                let block = Block {
+                    a: a_block,
+                    rows: item.rows.clone(),
+                    kc,
+                    pc,
+                    strips,
+                };
                 macro_kernel::<K>(&block, plan.tile_strips, b, beta, c, ldc, n);
             };
             if threads > 1 && plan.items.len() > 1 {
-                plan.items.par_iter().zip(a_blocks.par_iter_mut()).for_each(work);
+                plan.items
+                    .par_iter()
+                    .zip(a_blocks.par_iter_mut())
+                    .for_each(work);
             } else {
                 plan.items.iter().zip(a_blocks.iter_mut()).for_each(work);
             }
@@ -225,12 +265,24 @@ struct Block<'a> {
     strips: Range<usize>,
 }
 
-fn macro_kernel<K: MicroKernel>(blk: &Block, tile_strips: usize, b: &BSource, beta: f32, c: CPtr, ldc: usize, n: usize) {
+fn macro_kernel<K: MicroKernel>(
+    blk: &Block,
+    tile_strips: usize,
+    b: &BSource,
+    beta: f32,
+    c: CPtr,
+    ldc: usize,
+    n: usize,
+) {
     // Loop 2 (jr, NR): one B micro-panel of `s` strips per step.
     let mut js = blk.strips.start;
     while js < blk.strips.end {
         let avail = b.run_end(js, blk.strips.end) - js;
-        let s = if avail >= tile_strips { tile_strips } else { 1 << avail.ilog2() };
+        let s = if avail >= tile_strips {
+            tile_strips
+        } else {
+            1 << avail.ilog2()
+        };
         let panel = b.panel(js, blk.pc);
         // Loop 1 (ir, MR): one A micro-panel per tile.
         for (r0, height) in row_panels(blk.rows.len(), K::MR) {
@@ -265,13 +317,35 @@ fn run_tile<K: MicroKernel>(
         // covers kc rows of `strips` strips inside B (or its padding); C rows
         // i0..i0+rows, columns j0..j0+width lie inside the M×N matrix the
         // caller checked against C's length, and no other item writes them.
-        unsafe { K::tile(rows, strips, kc, a_panel.as_ptr(), panel, c.0.add(i0 * ldc + j0), ldc, beta) }
+        unsafe {
+            K::tile(
+                rows,
+                strips,
+                kc,
+                a_panel.as_ptr(),
+                panel,
+                c.0.add(i0 * ldc + j0),
+                ldc,
+                beta,
+            )
+        }
         return;
     }
     let mut scratch = [0.0f32; MAX_TILE];
     // SAFETY: as above for A and B; the scratch tile holds rows·width ≤
     // MAX_TILE values at stride `width`.
-    unsafe { K::tile(rows, strips, kc, a_panel.as_ptr(), panel, scratch.as_mut_ptr(), width, 0.0) }
+    unsafe {
+        K::tile(
+            rows,
+            strips,
+            kc,
+            a_panel.as_ptr(),
+            panel,
+            scratch.as_mut_ptr(),
+            width,
+            0.0,
+        )
+    }
     let valid = n - j0;
     for (i, tile_row) in scratch.chunks_exact(width).take(rows).enumerate() {
         // SAFETY: row i0+i, columns j0..n of C are inside the checked M×N

@@ -14,7 +14,13 @@ pub struct MatRef<'a> {
 
 impl<'a> MatRef<'a> {
     /// Panics unless every element (i, j) lies inside `data`.
-    pub fn new(data: &'a [f32], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
+    pub fn new(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
         if rows > 0 && cols > 0 {
             let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
             assert!(
@@ -23,7 +29,13 @@ impl<'a> MatRef<'a> {
                 data.len()
             );
         }
-        MatRef { data, rows, cols, row_stride, col_stride }
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
     }
 
     /// A dense row-major `rows × cols` matrix.
@@ -33,7 +45,13 @@ impl<'a> MatRef<'a> {
 
     /// The transposed view (no copy).
     pub fn t(self) -> Self {
-        MatRef { data: self.data, rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride }
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
     }
 
     #[inline]

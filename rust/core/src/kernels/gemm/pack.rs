@@ -28,7 +28,9 @@ const PAR_PACK_MIN: usize = 1 << 16;
 /// thin remainder tile.
 pub(super) fn row_panels(rows: usize, mr: usize) -> impl Iterator<Item = (usize, usize)> {
     let count = rows.div_ceil(mr);
-    let (base, extra) = if count == 0 { (0, 0) } else { (rows / count, rows % count) };
+    let (base, extra) = rows
+        .checked_div(count)
+        .map_or((0, 0), |base| (base, rows % count));
     (0..count).map(move |t| {
         let height = base + usize::from(t < extra);
         let start = t * base + t.min(extra);
@@ -38,7 +40,14 @@ pub(super) fn row_panels(rows: usize, mr: usize) -> impl Iterator<Item = (usize,
 
 /// Packs A[rows, p0..p0+kc] into `out` as the row panels of [`row_panels`];
 /// the panel starting at block row `r0` begins at `out[r0 * kc]`.
-pub(super) fn pack_a(a: MatRef, rows: Range<usize>, mr: usize, p0: usize, kc: usize, out: &mut [f32]) {
+pub(super) fn pack_a(
+    a: MatRef,
+    rows: Range<usize>,
+    mr: usize,
+    p0: usize,
+    kc: usize,
+    out: &mut [f32],
+) {
     let mc = rows.len();
     for (r0, height) in row_panels(mc, mr) {
         let panel = &mut out[r0 * kc..(r0 + height) * kc];
@@ -70,7 +79,9 @@ pub(super) fn pack_b(b: MatRef, out: &mut [f32]) {
     }
     let pack_group = |(g, strips): (usize, &mut [f32])| pack_b_strips(b, g * STRIP_GROUP, strips);
     if b.rows * b.cols >= PAR_PACK_MIN {
-        out.par_chunks_mut(group_len).enumerate().for_each(pack_group);
+        out.par_chunks_mut(group_len)
+            .enumerate()
+            .for_each(pack_group);
     } else {
         out.chunks_mut(group_len).enumerate().for_each(pack_group);
     }

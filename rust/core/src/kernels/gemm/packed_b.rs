@@ -21,7 +21,11 @@ impl PackedB {
     pub fn pack(b: MatRef) -> Self {
         let mut strips = AlignedBuf::zeroed(strip_count(b.cols) * b.rows * STRIP);
         pack_b(b, strips.as_mut_slice());
-        PackedB { k: b.rows, n: b.cols, strips }
+        PackedB {
+            k: b.rows,
+            n: b.cols,
+            strips,
+        }
     }
 
     /// Packs B = Wᵀ [K×N] for a PyTorch Linear weight W [N = out_features,

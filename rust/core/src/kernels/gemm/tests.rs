@@ -44,9 +44,14 @@ fn reference(a: MatRef, b: MatRef, beta: f32, c: &[f32], ldc: usize) -> (Vec<f32
                 acc += t;
                 mag += t.abs();
             }
-            let old = if beta == 0.0 { 0.0 } else { beta as f64 * c[i * ldc + j] as f64 };
+            let old = if beta == 0.0 {
+                0.0
+            } else {
+                beta as f64 * c[i * ldc + j] as f64
+            };
             out[i * ldc + j] = (acc + old) as f32;
-            bound[i * ldc + j] = ((k + 2) as f64 * f32::EPSILON as f64 * (mag + old.abs()) + 1e-30) as f32;
+            bound[i * ldc + j] =
+                ((k + 2) as f64 * f32::EPSILON as f64 * (mag + old.abs()) + 1e-30) as f32;
         }
     }
     (out, bound)
@@ -55,8 +60,15 @@ fn reference(a: MatRef, b: MatRef, beta: f32, c: &[f32], ldc: usize) -> (Vec<f32
 fn assert_close(got: &[f32], want: &[f32], bound: &[f32], what: &str) {
     assert_eq!(got.len(), want.len());
     for (idx, ((&g, &w), &e)) in got.iter().zip(want).zip(bound).enumerate() {
-        let ok = if w.is_nan() { g.is_nan() } else { (g - w).abs() <= e };
-        assert!(ok, "{what}: element {idx}: got {g}, want {w} (tolerance {e})");
+        let ok = if w.is_nan() {
+            g.is_nan()
+        } else {
+            (g - w).abs() <= e
+        };
+        assert!(
+            ok,
+            "{what}: element {idx}: got {g}, want {w} (tolerance {e})"
+        );
     }
 }
 
@@ -72,7 +84,12 @@ enum Layout {
     EveryOtherCol,
 }
 
-const LAYOUTS: [Layout; 4] = [Layout::RowMajor, Layout::Transposed, Layout::PaddedRows, Layout::EveryOtherCol];
+const LAYOUTS: [Layout; 4] = [
+    Layout::RowMajor,
+    Layout::Transposed,
+    Layout::PaddedRows,
+    Layout::EveryOtherCol,
+];
 
 fn storage(layout: Layout, rows: usize, cols: usize, rng: &mut Rng) -> (Vec<f32>, usize, usize) {
     let (len, rs, cs) = match layout {
@@ -86,7 +103,16 @@ fn storage(layout: Layout, rows: usize, cols: usize, rng: &mut Rng) -> (Vec<f32>
 
 /// Runs gemm and gemm_packed for one case on `isa` and checks both.
 #[allow(clippy::too_many_arguments)]
-fn check_case(isa: Isa, m: usize, k: usize, n: usize, la: Layout, lb: Layout, beta: f32, rng: &mut Rng) {
+fn check_case(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    n: usize,
+    la: Layout,
+    lb: Layout,
+    beta: f32,
+    rng: &mut Rng,
+) {
     let (ad, ars, acs) = storage(la, m, k, rng);
     let (bd, brs, bcs) = storage(lb, k, n, rng);
     let a = MatRef::new(&ad, m, k, ars, acs);
@@ -94,7 +120,10 @@ fn check_case(isa: Isa, m: usize, k: usize, n: usize, la: Layout, lb: Layout, be
     let ldc = n + rng.below(3);
     let c0 = rng.vec((m * ldc).max(1));
     let (want, bound) = reference(a, b, beta, &c0, ldc);
-    let what = format!("{} m={m} k={k} n={n} A {la:?} B {lb:?} beta={beta}", isa.name());
+    let what = format!(
+        "{} m={m} k={k} n={n} A {la:?} B {lb:?} beta={beta}",
+        isa.name()
+    );
 
     let mut c = c0.clone();
     gemm_with(isa, a, b, beta, &mut c, ldc);
@@ -114,14 +143,54 @@ fn shapes_around_tile_and_block_edges() {
         for &m in &dims {
             for &n in &dims {
                 let k = dims[rng.below(dims.len())];
-                check_case(isa, m, k, n, Layout::RowMajor, Layout::RowMajor, 0.0, &mut rng);
+                check_case(
+                    isa,
+                    m,
+                    k,
+                    n,
+                    Layout::RowMajor,
+                    Layout::RowMajor,
+                    0.0,
+                    &mut rng,
+                );
             }
         }
-        for (m, k, n) in [(1, 255, 127), (1, 257, 129), (6, 256, 200), (8, 300, 129), (29, 257, 97), (64, 100, 70)] {
-            check_case(isa, m, k, n, Layout::RowMajor, Layout::RowMajor, 0.0, &mut rng);
+        for (m, k, n) in [
+            (1, 255, 127),
+            (1, 257, 129),
+            (6, 256, 200),
+            (8, 300, 129),
+            (29, 257, 97),
+            (64, 100, 70),
+        ] {
+            check_case(
+                isa,
+                m,
+                k,
+                n,
+                Layout::RowMajor,
+                Layout::RowMajor,
+                0.0,
+                &mut rng,
+            );
         }
-        for (m, k, n) in [(65, 255, 33), (120, 257, 47), (169, 64, 40), (170, 513, 17), (200, 40, 2100)] {
-            check_case(isa, m, k, n, Layout::RowMajor, Layout::RowMajor, 1.0, &mut rng);
+        for (m, k, n) in [
+            (65, 255, 33),
+            (120, 257, 47),
+            (169, 64, 40),
+            (170, 513, 17),
+            (200, 40, 2100),
+        ] {
+            check_case(
+                isa,
+                m,
+                k,
+                n,
+                Layout::RowMajor,
+                Layout::RowMajor,
+                1.0,
+                &mut rng,
+            );
         }
     }
 }
@@ -133,7 +202,11 @@ fn views_and_beta() {
         for la in LAYOUTS {
             for lb in LAYOUTS {
                 for beta in [0.0, 1.0, -0.5] {
-                    let (m, k, n) = ([1, 3, 9, 70][rng.below(4)], 1 + rng.below(40), 1 + rng.below(50));
+                    let (m, k, n) = (
+                        [1, 3, 9, 70][rng.below(4)],
+                        1 + rng.below(40),
+                        1 + rng.below(50),
+                    );
                     check_case(isa, m, k, n, la, lb, beta, &mut rng);
                 }
             }
@@ -154,7 +227,12 @@ fn beta_zero_ignores_nan_in_c() {
             assert_close(&c, &want, &bound, &format!("gemm {} NaN C", isa.name()));
             let mut c = vec![f32::NAN; m * n];
             gemm_packed_with(isa, a, &PackedB::pack(b), 0.0, &mut c, n);
-            assert_close(&c, &want, &bound, &format!("gemm_packed {} NaN C", isa.name()));
+            assert_close(
+                &c,
+                &want,
+                &bound,
+                &format!("gemm_packed {} NaN C", isa.name()),
+            );
         }
     }
 }
@@ -166,10 +244,25 @@ fn padding_of_c_is_untouched() {
         let (m, k, n, ldc) = (19, 23, 37, 45);
         let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
         let mut c = vec![f32::NAN; m * ldc];
-        gemm_with(isa, MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n), 0.0, &mut c, ldc);
+        gemm_with(
+            isa,
+            MatRef::row_major(&ad, m, k),
+            MatRef::row_major(&bd, k, n),
+            0.0,
+            &mut c,
+            ldc,
+        );
         for (i, row) in c.chunks(ldc).enumerate() {
-            assert!(row[..n].iter().all(|x| x.is_finite()), "{} row {i} not written", isa.name());
-            assert!(row[n..].iter().all(|x| x.is_nan()), "{} row {i} padding written", isa.name());
+            assert!(
+                row[..n].iter().all(|x| x.is_finite()),
+                "{} row {i} not written",
+                isa.name()
+            );
+            assert!(
+                row[n..].iter().all(|x| x.is_nan()),
+                "{} row {i} padding written",
+                isa.name()
+            );
         }
     }
 }
@@ -178,30 +271,55 @@ fn padding_of_c_is_untouched() {
 fn linear_weight_packs_and_unpacks() {
     let mut rng = Rng(3);
     for isa in dispatch::available() {
-        for (out_f, in_f, m) in [(1, 1, 1), (17, 5, 2), (33, 64, 9), (100, 31, 40), (0, 4, 1), (3, 0, 2)] {
+        for (out_f, in_f, m) in [
+            (1, 1, 1),
+            (17, 5, 2),
+            (33, 64, 9),
+            (100, 31, 40),
+            (0, 4, 1),
+            (3, 0, 2),
+        ] {
             let w = rng.vec(out_f * in_f);
             let packed = PackedB::from_linear_weight(&w, out_f, in_f);
             assert_eq!((packed.k(), packed.n()), (in_f, out_f));
             assert_eq!(packed.unpack_linear_weight(), w);
             let x = rng.vec(m * in_f);
-            let (xa, wt) = (MatRef::row_major(&x, m, in_f), MatRef::row_major(&w, out_f, in_f).t());
+            let (xa, wt) = (
+                MatRef::row_major(&x, m, in_f),
+                MatRef::row_major(&w, out_f, in_f).t(),
+            );
             let (want, bound) = reference(xa, wt, 0.0, &vec![0.0; m * out_f], out_f);
             let mut y = vec![f32::NAN; m * out_f];
             gemm_packed_with(isa, xa, &packed, 0.0, &mut y, out_f);
-            assert_close(&y, &want, &bound, &format!("x @ Wᵀ {} {m}x{in_f}x{out_f}", isa.name()));
+            assert_close(
+                &y,
+                &want,
+                &bound,
+                &format!("x @ Wᵀ {} {m}x{in_f}x{out_f}", isa.name()),
+            );
         }
     }
 }
 
 fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
 }
 
 #[test]
 fn threads_give_the_single_thread_result() {
     let mut rng = Rng(99);
     for isa in dispatch::available() {
-        for (m, k, n) in [(1, 700, 1000), (5, 300, 700), (40, 200, 300), (300, 150, 77), (90, 260, 500)] {
+        for (m, k, n) in [
+            (1, 700, 1000),
+            (5, 300, 700),
+            (40, 200, 300),
+            (300, 150, 77),
+            (90, 260, 500),
+        ] {
             let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
             let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
             let packed = PackedB::pack(b);
@@ -246,5 +364,11 @@ fn nested_inside_parallel_loop() {
 #[should_panic(expected = "A is 2x3 but B is 4x2")]
 fn mismatched_shapes_panic() {
     let d = [0.0; 12];
-    gemm(MatRef::row_major(&d, 2, 3), MatRef::row_major(&d, 4, 2), 0.0, &mut [0.0; 4], 2);
+    gemm(
+        MatRef::row_major(&d, 2, 3),
+        MatRef::row_major(&d, 4, 2),
+        0.0,
+        &mut [0.0; 4],
+        2,
+    );
 }

@@ -24,20 +24,50 @@ impl MicroKernel for Avx2 {
         }
     }
 
-    unsafe fn tile(rows: usize, strips: usize, kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32) {
+    unsafe fn tile(
+        rows: usize,
+        strips: usize,
+        kc: usize,
+        a: *const f32,
+        b: BPanel,
+        c: *mut f32,
+        ldc: usize,
+        beta: f32,
+    ) {
         // SAFETY: the caller upholds `MicroKernel::tile`'s contract, which
         // includes that this CPU has AVX2 and FMA, and is exactly `tile`'s.
         unsafe {
-            tile_table!(rows, strips, (kc, a, b, c, ldc, beta), [
-                (1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (3, 1), (3, 2), (4, 1), (5, 1), (6, 1),
-            ])
+            tile_table!(
+                rows,
+                strips,
+                (kc, a, b, c, ldc, beta),
+                [
+                    (1, 1),
+                    (1, 2),
+                    (1, 4),
+                    (2, 1),
+                    (2, 2),
+                    (3, 1),
+                    (3, 2),
+                    (4, 1),
+                    (5, 1),
+                    (6, 1),
+                ]
+            )
         }
     }
 }
 
 /// C[R × 16S] = beta·C + Ã·B̃; see [`MicroKernel::tile`] for the contract.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile<const R: usize, const S: usize>(kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32) {
+unsafe fn tile<const R: usize, const S: usize>(
+    kc: usize,
+    a: *const f32,
+    b: BPanel,
+    c: *mut f32,
+    ldc: usize,
+    beta: f32,
+) {
     let mut acc = [[[_mm256_setzero_ps(); 2]; S]; R];
     // C is touched only after the k loop; start its (likely L2/L3) lines
     // on their way now so the stores do not stall on them.
@@ -77,7 +107,11 @@ unsafe fn tile<const R: usize, const S: usize>(kc: usize, a: *const f32, b: BPan
                 // readable when beta != 0, by the caller's contract.
                 unsafe {
                     let dst = c.add(i * ldc + s * 16 + h * 8);
-                    let out = if beta == 0.0 { xh } else { _mm256_fmadd_ps(beta_v, _mm256_loadu_ps(dst), xh) };
+                    let out = if beta == 0.0 {
+                        xh
+                    } else {
+                        _mm256_fmadd_ps(beta_v, _mm256_loadu_ps(dst), xh)
+                    };
                     _mm256_storeu_ps(dst, out);
                 }
             }

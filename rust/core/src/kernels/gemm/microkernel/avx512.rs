@@ -25,24 +25,75 @@ impl MicroKernel for Avx512 {
         }
     }
 
-    unsafe fn tile(rows: usize, strips: usize, kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32) {
+    unsafe fn tile(
+        rows: usize,
+        strips: usize,
+        kc: usize,
+        a: *const f32,
+        b: BPanel,
+        c: *mut f32,
+        ldc: usize,
+        beta: f32,
+    ) {
         // SAFETY: the caller upholds `MicroKernel::tile`'s contract, which
         // includes that this CPU has AVX-512F, and is exactly `tile`'s.
         unsafe {
-            tile_table!(rows, strips, (kc, a, b, c, ldc, beta), [
-                (1, 1), (1, 2), (1, 4), (1, 8),
-                (2, 1), (2, 2), (2, 4), (3, 1), (3, 2), (3, 4), (4, 1), (4, 2), (4, 4),
-                (5, 1), (5, 2), (5, 4), (6, 1), (6, 2), (6, 4),
-                (7, 1), (7, 2), (8, 1), (8, 2), (9, 1), (9, 2), (10, 1), (10, 2),
-                (11, 1), (11, 2), (12, 1), (12, 2), (13, 1), (13, 2), (14, 1), (14, 2),
-            ])
+            tile_table!(
+                rows,
+                strips,
+                (kc, a, b, c, ldc, beta),
+                [
+                    (1, 1),
+                    (1, 2),
+                    (1, 4),
+                    (1, 8),
+                    (2, 1),
+                    (2, 2),
+                    (2, 4),
+                    (3, 1),
+                    (3, 2),
+                    (3, 4),
+                    (4, 1),
+                    (4, 2),
+                    (4, 4),
+                    (5, 1),
+                    (5, 2),
+                    (5, 4),
+                    (6, 1),
+                    (6, 2),
+                    (6, 4),
+                    (7, 1),
+                    (7, 2),
+                    (8, 1),
+                    (8, 2),
+                    (9, 1),
+                    (9, 2),
+                    (10, 1),
+                    (10, 2),
+                    (11, 1),
+                    (11, 2),
+                    (12, 1),
+                    (12, 2),
+                    (13, 1),
+                    (13, 2),
+                    (14, 1),
+                    (14, 2),
+                ]
+            )
         }
     }
 }
 
 /// C[R × 16S] = beta·C + Ã·B̃; see [`MicroKernel::tile`] for the contract.
 #[target_feature(enable = "avx512f")]
-unsafe fn tile<const R: usize, const S: usize>(kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32) {
+unsafe fn tile<const R: usize, const S: usize>(
+    kc: usize,
+    a: *const f32,
+    b: BPanel,
+    c: *mut f32,
+    ldc: usize,
+    beta: f32,
+) {
     let mut acc = [[_mm512_setzero_ps(); S]; R];
     // C is touched only after the k loop; start its (likely L2/L3) lines
     // on their way now so the stores do not stall on them.
@@ -77,7 +128,11 @@ unsafe fn tile<const R: usize, const S: usize>(kc: usize, a: *const f32, b: BPan
             // readable when beta != 0, by the caller's contract.
             unsafe {
                 let dst = c.add(i * ldc + s * 16);
-                let out = if beta == 0.0 { x } else { _mm512_fmadd_ps(beta_v, _mm512_loadu_ps(dst), x) };
+                let out = if beta == 0.0 {
+                    x
+                } else {
+                    _mm512_fmadd_ps(beta_v, _mm512_loadu_ps(dst), x)
+                };
                 _mm512_storeu_ps(dst, out);
             }
         }

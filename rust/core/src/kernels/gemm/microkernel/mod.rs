@@ -54,7 +54,17 @@ pub(super) trait MicroKernel {
     /// two ≤ `max_strips(rows)`; `a` is readable for `kc·rows` f32; `b` for
     /// `kc` rows of `strips` strips; `c` writable (and, unless `beta == 0`,
     /// readable) for `rows` rows of `16·strips` f32 at stride `ldc`.
-    unsafe fn tile(rows: usize, strips: usize, kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32);
+    #[allow(clippy::too_many_arguments)] // a BLIS micro-kernel's operands, kept flat
+    unsafe fn tile(
+        rows: usize,
+        strips: usize,
+        kc: usize,
+        a: *const f32,
+        b: BPanel,
+        c: *mut f32,
+        ldc: usize,
+        beta: f32,
+    );
 }
 
 /// Turns run-time (rows, strips) into a call of the monomorphised

@@ -24,20 +24,49 @@ impl MicroKernel for Neon {
         }
     }
 
-    unsafe fn tile(rows: usize, strips: usize, kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32) {
+    unsafe fn tile(
+        rows: usize,
+        strips: usize,
+        kc: usize,
+        a: *const f32,
+        b: BPanel,
+        c: *mut f32,
+        ldc: usize,
+        beta: f32,
+    ) {
         // SAFETY: the caller upholds `MicroKernel::tile`'s contract, which
         // includes that this CPU has NEON, and is exactly `tile`'s.
         unsafe {
-            tile_table!(rows, strips, (kc, a, b, c, ldc, beta), [
-                (1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (3, 1), (4, 1), (5, 1), (6, 1),
-            ])
+            tile_table!(
+                rows,
+                strips,
+                (kc, a, b, c, ldc, beta),
+                [
+                    (1, 1),
+                    (1, 2),
+                    (1, 4),
+                    (2, 1),
+                    (2, 2),
+                    (3, 1),
+                    (4, 1),
+                    (5, 1),
+                    (6, 1),
+                ]
+            )
         }
     }
 }
 
 /// C[R × 16S] = beta·C + Ã·B̃; see [`MicroKernel::tile`] for the contract.
 #[target_feature(enable = "neon")]
-unsafe fn tile<const R: usize, const S: usize>(kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32) {
+unsafe fn tile<const R: usize, const S: usize>(
+    kc: usize,
+    a: *const f32,
+    b: BPanel,
+    c: *mut f32,
+    ldc: usize,
+    beta: f32,
+) {
     let mut acc = [[[vdupq_n_f32(0.0); 4]; S]; R];
     let (mut a_step, mut b_row) = (a, b.ptr);
     for _ in 0..kc {
@@ -46,7 +75,12 @@ unsafe fn tile<const R: usize, const S: usize>(kc: usize, a: *const f32, b: BPan
             // SAFETY: strip s < S of the current row holds 16 readable f32.
             unsafe {
                 let src = b_row.add(s * b.strip_stride);
-                *v = [vld1q_f32(src), vld1q_f32(src.add(4)), vld1q_f32(src.add(8)), vld1q_f32(src.add(12))];
+                *v = [
+                    vld1q_f32(src),
+                    vld1q_f32(src.add(4)),
+                    vld1q_f32(src.add(8)),
+                    vld1q_f32(src.add(12)),
+                ];
             }
         }
         for (i, acc_row) in acc.iter_mut().enumerate() {
@@ -71,7 +105,11 @@ unsafe fn tile<const R: usize, const S: usize>(kc: usize, a: *const f32, b: BPan
                 // readable when beta != 0, by the caller's contract.
                 unsafe {
                     let dst = c.add(i * ldc + s * 16 + q * 4);
-                    let out = if beta == 0.0 { xq } else { vfmaq_f32(xq, vld1q_f32(dst), beta_v) };
+                    let out = if beta == 0.0 {
+                        xq
+                    } else {
+                        vfmaq_f32(xq, vld1q_f32(dst), beta_v)
+                    };
                     vst1q_f32(dst, out);
                 }
             }

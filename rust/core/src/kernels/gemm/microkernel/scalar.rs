@@ -18,15 +18,38 @@ impl MicroKernel for Scalar {
         1
     }
 
-    unsafe fn tile(rows: usize, strips: usize, kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32) {
+    unsafe fn tile(
+        rows: usize,
+        strips: usize,
+        kc: usize,
+        a: *const f32,
+        b: BPanel,
+        c: *mut f32,
+        ldc: usize,
+        beta: f32,
+    ) {
         // SAFETY: the caller upholds `MicroKernel::tile`'s contract, which is
         // exactly `tile`'s.
-        unsafe { tile_table!(rows, strips, (kc, a, b, c, ldc, beta), [(1, 1), (2, 1), (3, 1), (4, 1)]) }
+        unsafe {
+            tile_table!(
+                rows,
+                strips,
+                (kc, a, b, c, ldc, beta),
+                [(1, 1), (2, 1), (3, 1), (4, 1)]
+            )
+        }
     }
 }
 
 /// C[R × 16S] = beta·C + Ã·B̃; see [`MicroKernel::tile`] for the contract.
-unsafe fn tile<const R: usize, const S: usize>(kc: usize, a: *const f32, b: BPanel, c: *mut f32, ldc: usize, beta: f32) {
+unsafe fn tile<const R: usize, const S: usize>(
+    kc: usize,
+    a: *const f32,
+    b: BPanel,
+    c: *mut f32,
+    ldc: usize,
+    beta: f32,
+) {
     let mut acc = [[[0.0f32; STRIP]; S]; R];
     for p in 0..kc {
         // SAFETY: p < kc, so row p of the panel and k step p of Ã are in
@@ -37,7 +60,8 @@ unsafe fn tile<const R: usize, const S: usize>(kc: usize, a: *const f32, b: BPan
             let ai = unsafe { *a_step.add(i) };
             for (s, acc_strip) in acc_row.iter_mut().enumerate() {
                 // SAFETY: strip s < S of row p holds 16 readable f32.
-                let bs = unsafe { std::slice::from_raw_parts(b_row.add(s * b.strip_stride), STRIP) };
+                let bs =
+                    unsafe { std::slice::from_raw_parts(b_row.add(s * b.strip_stride), STRIP) };
                 for (x, &bv) in acc_strip.iter_mut().zip(bs) {
                     *x += ai * bv;
                 }

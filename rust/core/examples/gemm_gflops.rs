@@ -1,6 +1,6 @@
 //! GFLOP/s of `gemm` and `gemm_packed` for tuning the GEMM kernels.
 //!
-//! cargo run --release -p transformer-rs-core --example gemm_gflops -- [THREADS] [ISA]
+//! cargo run --release -p transformer-rs-core --example gemm_gflops -- [THREADS] [ISA] [M K N]
 //! Prints, per (M, K, N): median GFLOP/s over repeated runs after warm-up.
 
 use std::time::Instant;
@@ -62,7 +62,13 @@ fn main() {
         "{:>6} {:>6} {:>6} {:>10} {:>12}   (cpu-time GFLOP/s of the pool thread)",
         "M", "K", "N", "gemm", "gemm_packed"
     );
-    for (m, k, n) in SHAPES {
+    // Optional M K N after THREADS ISA: measure that shape only.
+    let dims: Vec<usize> = args.iter().skip(3).filter_map(|s| s.parse().ok()).collect();
+    let shapes = match dims[..] {
+        [m, k, n] => vec![(m, k, n)],
+        _ => SHAPES.to_vec(),
+    };
+    for (m, k, n) in shapes {
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0)
             .collect();

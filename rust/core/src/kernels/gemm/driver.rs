@@ -356,3 +356,61 @@ fn run_tile<K: MicroKernel>(
         }
     }
 }
+
+/// Columns of y one GEMV pass covers: y (8 KiB) stays in L1 while the rows
+/// of B stream past.
+const GEMV_COLS: usize = 2048;
+
+/// C[1×N] = beta·C + a[1×K]·B[K×N] with B row-major (unit column stride):
+/// GEMV walking B's rows, threaded over column ranges when large (K, N ≥ 1;
+/// shapes checked by the caller, `isa` available).
+pub(super) fn gemv(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
+    with_kernel!(isa, K => gemv_on::<K>(a, b, beta, c))
+}
+
+fn gemv_on<K: MicroKernel>(a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
+    let (k, n) = (a.cols, b.cols);
+    let a_row: Vec<f32> = (0..k).map(|p| a.at(0, p)).collect();
+    let b_rows = &b.data[..(k - 1) * b.row_stride + n];
+    let y = &mut c[..n];
+    if beta == 0.0 {
+        y.fill(0.0);
+    } else if beta != 1.0 {
+        y.iter_mut().for_each(|v| *v *= beta);
+    }
+    let threads = if n * k >= PAR_MIN_FMAS {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let chunk = n.div_ceil(threads).next_multiple_of(STRIP).min(GEMV_COLS);
+    let run = |(ci, y_chunk): (usize, &mut [f32])| {
+        let b_chunk = &b_rows[ci * chunk..];
+        let mut scratch = [0.0f32; GEMV_COLS + ALIAS_PAD];
+        let offset = unaliased_offset(b_chunk.as_ptr(), &scratch);
+        let y_local = &mut scratch[offset..][..y_chunk.len()];
+        y_local.copy_from_slice(y_chunk);
+        // SAFETY: `gemv`, our only caller, is only given available ISAs.
+        unsafe { K::gemv(&a_row, b_chunk, b.row_stride, y_local) }
+        y_chunk.copy_from_slice(y_local);
+    };
+    if threads > 1 {
+        y.par_chunks_mut(chunk).enumerate().for_each(run);
+    } else {
+        y.chunks_mut(chunk).enumerate().for_each(run);
+    }
+}
+
+/// Slack in the GEMV's y buffer for placing it away from B mod 4 KiB.
+const ALIAS_PAD: usize = 1024 + STRIP;
+
+/// Where in `scratch` to put y so that y[j] and B[·, j] never share their
+/// address mod 4 KiB: the core would take each store to y as a possible
+/// write to the next B load at that page offset ("4K aliasing") and stall.
+fn unaliased_offset(b: *const f32, scratch: &[f32]) -> usize {
+    const PAGE: usize = 4096;
+    let want = (b as usize + PAGE / 4) % PAGE;
+    let have = scratch.as_ptr() as usize % PAGE;
+    let bytes = (want + PAGE - have) % PAGE;
+    (bytes / std::mem::size_of::<f32>()) % (ALIAS_PAD - STRIP)
+}

@@ -59,7 +59,10 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: 
     if handled_without_product(a.rows, b.cols, a.cols, beta, c, ldc) {
         return;
     }
-    if (b.col_stride == 1 || b.cols == 1) && a.rows <= DIRECT_B_MAX_M {
+    let b_row_major = b.col_stride == 1 || b.cols == 1;
+    if b_row_major && a.rows == 1 {
+        driver::gemv(isa, a, b, beta, c);
+    } else if b_row_major && a.rows <= DIRECT_B_MAX_M {
         driver::run(isa, a, &BSource::direct(b), beta, c, ldc);
     } else {
         let (k, n) = (b.rows, b.cols);

@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{tile_table, BPanel, MicroKernel};
+use super::{check_gemv, tile_table, BPanel, MicroKernel};
 
 pub(in crate::kernels::gemm) struct Avx2;
 
@@ -54,6 +54,75 @@ impl MicroKernel for Avx2 {
                     (6, 1),
                 ]
             )
+        }
+    }
+
+    unsafe fn gemv(a: &[f32], b: &[f32], ldb: usize, y: &mut [f32]) {
+        check_gemv(a, b, ldb, y.len());
+        // SAFETY: the caller guarantees the ISA; `check_gemv` the bounds.
+        unsafe { gemv(a, b, ldb, y) }
+    }
+}
+
+/// Rows of B one GEMV pass adds into y: eight sequential read streams.
+const GEMV_ROWS: usize = 8;
+
+/// See [`MicroKernel::gemv`]; `b` holds `a.len()` rows of `y.len()` at `ldb`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gemv(a: &[f32], b: &[f32], ldb: usize, y: &mut [f32]) {
+    let mut p = 0;
+    while p + GEMV_ROWS <= a.len() {
+        // SAFETY: rows p..p+GEMV_ROWS < K of B hold y.len() f32 each (checked by the caller).
+        unsafe { gemv_rows::<GEMV_ROWS>(&a[p..p + GEMV_ROWS], b[p * ldb..].as_ptr(), ldb, y) };
+        p += GEMV_ROWS;
+    }
+    for (q, &aq) in a.iter().enumerate().skip(p) {
+        // SAFETY: as above for row q.
+        unsafe { gemv_rows::<1>(&[aq], b[q * ldb..].as_ptr(), ldb, y) };
+    }
+}
+
+/// y += Σ_{i<P} a[i] · B[i, ..], B's rows at `b + i·ldb`, each y.len() long.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gemv_rows<const P: usize>(a: &[f32], b: *const f32, ldb: usize, y: &mut [f32]) {
+    const W: usize = 8;
+    let n = y.len();
+    let mut av = [_mm256_set1_ps(0.0); P];
+    for (v, &ai) in av.iter_mut().zip(a) {
+        *v = _mm256_set1_ps(ai);
+    }
+    let yp = y.as_mut_ptr();
+    let mut j = 0;
+    // Four vectors per step: independent chains for the out-of-order core.
+    while j + 4 * W <= n {
+        for v in 0..4 {
+            let col = j + v * W;
+            // SAFETY: col + W <= n, so y[col..col+W] and B[i, col..col+W] are in bounds.
+            unsafe {
+                let mut acc = _mm256_loadu_ps(yp.add(col));
+                for (i, &ai) in av.iter().enumerate() {
+                    acc = _mm256_fmadd_ps(ai, _mm256_loadu_ps(b.add(i * ldb + col)), acc);
+                }
+                _mm256_storeu_ps(yp.add(col), acc);
+            }
+        }
+        j += 4 * W;
+    }
+    while j + W <= n {
+        // SAFETY: j + W <= n, as above.
+        unsafe {
+            let mut acc = _mm256_loadu_ps(yp.add(j));
+            for (i, &ai) in av.iter().enumerate() {
+                acc = _mm256_fmadd_ps(ai, _mm256_loadu_ps(b.add(i * ldb + j)), acc);
+            }
+            _mm256_storeu_ps(yp.add(j), acc);
+        }
+        j += W;
+    }
+    for (jj, yj) in y.iter_mut().enumerate().skip(j) {
+        for (i, &ai) in a.iter().enumerate().take(P) {
+            // SAFETY: jj < n, as above.
+            *yj = ai.mul_add(unsafe { *b.add(i * ldb + jj) }, *yj);
         }
     }
 }

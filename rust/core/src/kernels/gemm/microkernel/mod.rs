@@ -65,6 +65,26 @@ pub(super) trait MicroKernel {
         ldc: usize,
         beta: f32,
     );
+
+    /// y[0..n] += Σ_{p<K} a[p] · B[p, 0..n], B row-major (row `p` at
+    /// `b[p·ldb..][..n]`, K = `a.len()`, n = `y.len()`): the GEMV of one row of
+    /// A, walking a few rows of B front to back at a time so the hardware
+    /// prefetchers see plain sequential streams.
+    ///
+    /// # Safety
+    /// The CPU runs this kernel's ISA. (Slice bounds are checked.)
+    unsafe fn gemv(a: &[f32], b: &[f32], ldb: usize, y: &mut [f32]);
+}
+
+/// Panics unless `b` holds K = `a.len()` rows of `n` columns at stride `ldb`.
+pub(super) fn check_gemv(a: &[f32], b: &[f32], ldb: usize, n: usize) {
+    if !a.is_empty() && n > 0 {
+        assert!(
+            (a.len() - 1) * ldb + n <= b.len(),
+            "gemv: B too short for {}x{n} at stride {ldb}",
+            a.len()
+        );
+    }
 }
 
 /// Turns run-time (rows, strips) into a call of the monomorphised

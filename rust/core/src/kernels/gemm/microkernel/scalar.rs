@@ -1,7 +1,7 @@
 //! Portable micro-kernel: plain f32 arithmetic the compiler may vectorise
 //! for the baseline target. The fallback on CPUs without a SIMD kernel.
 
-use super::{tile_table, BPanel, MicroKernel};
+use super::{check_gemv, tile_table, BPanel, MicroKernel};
 
 const STRIP: usize = 16;
 
@@ -37,6 +37,16 @@ impl MicroKernel for Scalar {
                 (kc, a, b, c, ldc, beta),
                 [(1, 1), (2, 1), (3, 1), (4, 1)]
             )
+        }
+    }
+
+    unsafe fn gemv(a: &[f32], b: &[f32], ldb: usize, y: &mut [f32]) {
+        check_gemv(a, b, ldb, y.len());
+        let n = y.len();
+        for (p, &ap) in a.iter().enumerate() {
+            for (yj, &bj) in y.iter_mut().zip(&b[p * ldb..p * ldb + n]) {
+                *yj += ap * bj;
+            }
         }
     }
 }

@@ -11,9 +11,12 @@ from ._native import (
     set_num_threads,
     simd_level,
 )
+from .model import Transformer, TransformerConfig
 
 __all__ = [
     "CheckpointError",
+    "Transformer",
+    "TransformerConfig",
     "__version__",
     "get_num_threads",
     "ops",

@@ -12,4 +12,53 @@ def get_num_threads() -> int: ...
 def simd_level() -> str: ...
 def available_simd_levels() -> list[str]: ...
 def force_simd_level(level: str | None = None) -> None: ...
-def relu(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+# --- ops: C-contiguous float32 arrays in (ops.py converts and validates with
+# friendly messages; these re-check shapes and raise ValueError), new arrays out.
+
+F32 = npt.NDArray[np.float32]
+
+def relu(x: F32) -> F32: ...
+def gelu(x: F32) -> F32: ...
+def matmul(a: F32, b: F32) -> F32:
+    """a [..., M, K] @ b [..., K, N] -> [..., M, N], batch axes broadcast (both at least 2-D)."""
+
+def linear(x: F32, weight: F32, bias: F32 | None = None) -> F32:
+    """x [..., in] @ weight[out, in].T + bias[out] -> [..., out]."""
+
+def softmax(x: F32) -> F32:
+    """Softmax over the last axis."""
+
+def log_softmax(x: F32) -> F32:
+    """Log-softmax over the last axis."""
+
+def layer_norm(x: F32, weight: F32, bias: F32, eps: float) -> F32:
+    """Layer norm of x [..., E] over the last axis; weight, bias [E]."""
+
+def scaled_dot_product_attention(
+    q: F32,
+    k: F32,
+    v: F32,
+    attn_mask: F32 | None = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> F32:
+    """q [..., Tq, D], k [..., Tk, D], v [..., Tk, Dv] -> [..., Tq, Dv], batch axes broadcast.
+    attn_mask: ADDITIVE float mask [..., Tq or 1, Tk] broadcasting to the output batch."""
+
+def multi_head_attention(
+    query: F32,
+    key: F32,
+    value: F32,
+    num_heads: int,
+    in_proj_weight: F32,
+    in_proj_bias: F32 | None,
+    out_proj_weight: F32,
+    out_proj_bias: F32 | None,
+    attn_mask: F32 | None = None,
+    is_causal: bool = False,
+) -> F32:
+    """query [B, Tq, E], key/value [B, Tk, E] -> [B, Tq, E] (torch packed weights).
+    attn_mask: ONE additive float mask [B or 1, H or 1, Tq or 1, Tk] (ops.py merges
+    key_padding_mask and attn_mask into it). Passing the same buffer as query, key
+    and value (or key and value) fuses their projections."""

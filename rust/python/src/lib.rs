@@ -3,6 +3,7 @@
 //! errors onto one exception hierarchy. No kernel or model logic lives here.
 
 mod errors;
+mod model;
 mod ops;
 mod runtime;
 
@@ -21,5 +22,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::available_simd_levels, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::force_simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(ops::relu, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::gelu, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::matmul, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::linear, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::log_softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::layer_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::scaled_dot_product_attention, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::multi_head_attention, m)?)?;
+    m.add_class::<model::NativeTransformer>()?;
     Ok(())
 }

@@ -1,25 +1,18 @@
-//! `tr.ops` kernels. The Python layer (ops.py) has already validated shapes
-//! and converted every array to C-contiguous float32; here we only borrow the
-//! buffers, release the GIL, compute, and hand back a new array.
+//! `tr.ops` bindings. ops.py validates arguments with friendly messages and
+//! converts every array to C-contiguous float32; these functions check shapes
+//! again (so no input can reach a kernel assertion even when ops.py is
+//! bypassed), borrow the buffers, and compute with the GIL released.
 
-use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use pyo3::prelude::*;
-use transformer_rs_core::kernels::activations;
+mod arrays;
+mod attention;
+mod batch;
+mod elementwise;
+mod multi_head;
+mod products;
+mod rows;
 
-use crate::errors::compute;
-
-/// relu(x) for a C-contiguous float32 array.
-#[pyfunction]
-pub fn relu<'py>(
-    py: Python<'py>,
-    x: PyReadonlyArrayDyn<'py, f32>,
-) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    let shape = x.shape().to_vec();
-    let src = x.as_slice()?;
-    let out = compute(py, || {
-        let mut out = src.to_vec();
-        activations::relu_inplace(&mut out);
-        Ok(out)
-    })?;
-    out.into_pyarray(py).reshape(shape)
-}
+pub use attention::scaled_dot_product_attention;
+pub use elementwise::{gelu, relu};
+pub use multi_head::multi_head_attention;
+pub use products::{linear, matmul};
+pub use rows::{layer_norm, log_softmax, softmax};

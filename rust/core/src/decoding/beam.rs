@@ -37,6 +37,7 @@
 //! fewer distinct hypotheses exist, e.g. `max_new_tokens == 0`).
 
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 use super::greedy::{checked_step, checked_vocab_size, greedy};
 use super::hypotheses::{argmax, higher_first, length_normalized, FinishedPool};
@@ -75,7 +76,7 @@ pub fn beam_search<D: StepDecoder>(
             is_greedy: true,
         })
         .collect();
-    let mut feed = Vec::with_capacity(batch * opts.beam_size);
+    let mut feed = Vec::new();
     let mut log_probs = Vec::new();
     for len in 1..=opts.max_new_tokens {
         if rows.is_empty() {
@@ -134,15 +135,51 @@ struct LiveRow {
 }
 
 /// A (beam, token) extension of a source's beams; `flat` = beam · V + token.
+/// Ordered by rank: `Less` = ranks first (higher sum, then lower beam, then
+/// lower token), so a max-heap of candidates has the worst on top.
 #[derive(Clone, Copy, Debug)]
 struct Candidate {
     sum: f64,
     flat: usize,
 }
 
-/// `Less` when `a` ranks before `b`: higher sum, then lower beam, lower token.
-fn rank(a: &Candidate, b: &Candidate) -> Ordering {
-    higher_first(a.sum, b.sum).then(a.flat.cmp(&b.flat))
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        higher_first(self.sum, other.sum).then(self.flat.cmp(&other.flat))
+    }
+}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Candidate {}
+
+/// Log-probabilities scanned per [`may_reach`] test.
+const SCAN_CHUNK: usize = 64;
+
+/// False only if no `lp` of `chunk` has `parent_sum + lp` (in f64) ≥
+/// `threshold` or NaN: a vectorisable f32 pre-test on a threshold lowered
+/// by a margin far above the f64/f32 rounding errors, so it never skips a
+/// candidate the exact test would admit.
+fn may_reach(chunk: &[f32], parent_sum: f64, threshold: f64) -> bool {
+    let margin = 1e-6 * (threshold.abs() + parent_sum.abs()) + f64::from(f32::MIN_POSITIVE);
+    // ±inf or NaN in the sums makes `floor` NaN or -inf: nothing is skipped.
+    let floor = (threshold - parent_sum - margin) as f32;
+    if floor.is_nan() {
+        return true;
+    }
+    chunk
+        .iter()
+        .fold(false, |any, &lp| any | (lp >= floor) | lp.is_nan())
 }
 
 /// Node id of the empty prefix.
@@ -200,7 +237,8 @@ struct BeamSearch<'o> {
     tree: TokenTree,
     /// One per source, capacity `beam_size`; payload (node, len).
     pools: Vec<FinishedPool<(usize, usize)>>,
-    candidates: Vec<Candidate>,
+    /// The best candidates of the current source, worst on top.
+    top_candidates: BinaryHeap<Candidate>,
     /// Rows after the current step, grouped by source in source order:
     /// beams (best first), then the shadow greedy row if any.
     next_rows: Vec<LiveRow>,
@@ -209,8 +247,9 @@ struct BeamSearch<'o> {
 }
 
 impl<'o> BeamSearch<'o> {
+    /// Buffers start empty (`beam_size` comes from the user and may be
+    /// huge) and grow during the first steps, then are reused.
     fn new(opts: &'o SearchOptions, vocab: usize, batch: usize) -> Self {
-        let rows = batch * (opts.beam_size + 1);
         BeamSearch {
             opts,
             vocab,
@@ -218,9 +257,9 @@ impl<'o> BeamSearch<'o> {
             pools: (0..batch)
                 .map(|_| FinishedPool::new(opts.beam_size))
                 .collect(),
-            candidates: Vec::new(),
-            next_rows: Vec::with_capacity(rows),
-            parents: Vec::with_capacity(rows),
+            top_candidates: BinaryHeap::new(),
+            next_rows: Vec::new(),
+            parents: Vec::new(),
         }
     }
 
@@ -241,7 +280,8 @@ impl<'o> BeamSearch<'o> {
         }
     }
 
-    /// One source's rows `range` of `rows` (beams first, then the shadow row).
+    /// One source's rows `range` of `rows` (beams first, then the shadow
+    /// row): choose its next beams, follow its greedy path, retire it if done.
     fn advance_source(
         &mut self,
         rows: &[LiveRow],
@@ -249,74 +289,34 @@ impl<'o> BeamSearch<'o> {
         range: std::ops::Range<usize>,
         len: usize,
     ) {
-        let (opts, vocab) = (self.opts, self.vocab);
-        let source = rows[range.start].source;
+        let vocab = self.vocab;
         let row_log_probs = |row: usize| &log_probs[row * vocab..(row + 1) * vocab];
+        let source = rows[range.start].source;
         let first_new = self.next_rows.len();
         let greedy = range
             .clone()
             .find(|&row| rows[row].is_greedy)
             .map(|row| (row, argmax(row_log_probs(row))));
-        let mut greedy_eos_offered = false;
-
         let beams = rows[range.clone()]
             .iter()
             .take_while(|row| row.is_beam)
             .count();
-        let mut chosen = 0;
-        if beams > 0 {
-            self.candidates.clear();
-            for beam in 0..beams {
-                let parent_sum = rows[range.start + beam].sum;
-                let extensions = row_log_probs(range.start + beam).iter().enumerate();
-                self.candidates
-                    .extend(extensions.map(|(token, &lp)| Candidate {
-                        sum: parent_sum + f64::from(lp),
-                        flat: beam * vocab + token,
-                    }));
-            }
-            let top = (2 * opts.beam_size).min(self.candidates.len());
-            if top < self.candidates.len() {
-                self.candidates.select_nth_unstable_by(top - 1, rank);
-                self.candidates.truncate(top);
-            }
-            self.candidates.sort_unstable_by(rank);
-            for candidate in &self.candidates {
-                let parent = range.start + candidate.flat / vocab;
-                let token = candidate.flat % vocab;
-                let on_greedy_path = greedy == Some((parent, token));
-                let parent_node = rows[parent].node;
-                if token as i64 == opts.eos_id {
-                    let tree = &mut self.tree;
-                    let score = length_normalized(candidate.sum, len, opts.length_penalty);
-                    self.pools[source].offer(score, || (tree.push(parent_node, opts.eos_id), len));
-                    greedy_eos_offered |= on_greedy_path;
-                } else {
-                    let node = self.tree.push(parent_node, token as i64);
-                    self.next_rows.push(LiveRow {
-                        source,
-                        sum: candidate.sum,
-                        node,
-                        is_beam: true,
-                        is_greedy: on_greedy_path,
-                    });
-                    self.parents.push(parent);
-                    chosen += 1;
-                    if chosen == opts.beam_size {
-                        break;
-                    }
-                }
-            }
-        }
-
+        let (chosen, greedy_eos_offered) = if beams > 0 {
+            self.choose_beams(
+                rows,
+                log_probs,
+                range.start..range.start + beams,
+                len,
+                greedy,
+            )
+        } else {
+            (0, false)
+        };
         if let Some((row, token)) = greedy {
             let sum = rows[row].sum + f64::from(row_log_probs(row)[token]);
-            if token as i64 == opts.eos_id {
+            if token as i64 == self.opts.eos_id {
                 if !greedy_eos_offered {
-                    let tree = &mut self.tree;
-                    let score = length_normalized(sum, len, opts.length_penalty);
-                    self.pools[source]
-                        .offer(score, || (tree.push(rows[row].node, opts.eos_id), len));
+                    self.offer_eos(source, rows[row].node, sum, len);
                 }
             } else if !self.next_rows[first_new..]
                 .iter()
@@ -333,31 +333,129 @@ impl<'o> BeamSearch<'o> {
                 self.parents.push(row);
             }
         }
-
-        if len == opts.max_new_tokens {
-            return;
+        if len < self.opts.max_new_tokens {
+            if beams > 0 && self.beams_are_done(source, first_new, chosen, len) {
+                self.keep_only_greedy_row(first_new);
+            }
+            self.drop_hopeless_shadow_row(source, first_new, len);
         }
-        if beams > 0 && self.beams_are_done(source, first_new, chosen, len) {
-            // Keep only the greedy row (if alive), as a shadow row.
-            let greedy_next =
-                (first_new..self.next_rows.len()).find(|&i| self.next_rows[i].is_greedy);
-            let kept = greedy_next.map(|i| {
-                (
-                    LiveRow {
-                        is_beam: false,
-                        ..self.next_rows[i]
-                    },
-                    self.parents[i],
-                )
-            });
-            self.next_rows.truncate(first_new);
-            self.parents.truncate(first_new);
-            if let Some((row, parent)) = kept {
-                self.next_rows.push(row);
-                self.parents.push(parent);
+    }
+
+    /// Scans the top 2k candidates of the beams `beam_rows` (one source's)
+    /// best first: EOS → offered to the pool, others → `next_rows` until k
+    /// are chosen. Returns (beams chosen, whether the greedy row's EOS was
+    /// offered); `greedy` = (greedy row, its argmax token).
+    fn choose_beams(
+        &mut self,
+        rows: &[LiveRow],
+        log_probs: &[f32],
+        beam_rows: std::ops::Range<usize>,
+        len: usize,
+        greedy: Option<(usize, usize)>,
+    ) -> (usize, bool) {
+        let (opts, vocab) = (self.opts, self.vocab);
+        let source = rows[beam_rows.start].source;
+        // Partial selection: one pass over beams × V keeping the best
+        // `wanted` in a heap, so most candidates cost a single comparison.
+        let wanted = opts
+            .beam_size
+            .saturating_mul(2)
+            .min(beam_rows.len() * vocab);
+        let top = &mut self.top_candidates;
+        top.clear();
+        // Sum of the worst kept candidate once `wanted` are kept: a sum below
+        // it cannot enter (the common case, one comparison). Comparisons with
+        // NaN are false, so NaN sums or thresholds get the exact comparison.
+        let mut threshold = f64::NEG_INFINITY;
+        for (beam, row) in beam_rows.clone().enumerate() {
+            let parent_sum = rows[row].sum;
+            let row_log_probs = &log_probs[row * vocab..(row + 1) * vocab];
+            for (chunk_index, chunk) in row_log_probs.chunks(SCAN_CHUNK).enumerate() {
+                if !may_reach(chunk, parent_sum, threshold) {
+                    continue;
+                }
+                for (i, &lp) in chunk.iter().enumerate() {
+                    let sum = parent_sum + f64::from(lp);
+                    if sum < threshold {
+                        continue;
+                    }
+                    let candidate = Candidate {
+                        sum,
+                        flat: beam * vocab + chunk_index * SCAN_CHUNK + i,
+                    };
+                    if top.len() < wanted {
+                        top.push(candidate);
+                    } else if let Some(mut worst) = top.peek_mut() {
+                        if candidate < *worst {
+                            *worst = candidate;
+                        }
+                    }
+                    if top.len() == wanted {
+                        threshold = top.peek().map_or(threshold, |worst| worst.sum);
+                    }
+                }
             }
         }
-        // A shadow row is dropped once it cannot beat the best kept hypothesis.
+        // Ascending = best first; the buffer goes back into the heap below.
+        let ranked = std::mem::take(top).into_sorted_vec();
+        let mut chosen = 0;
+        let mut greedy_eos_offered = false;
+        for candidate in &ranked {
+            let parent = beam_rows.start + candidate.flat / vocab;
+            let token = candidate.flat % vocab;
+            let on_greedy_path = greedy == Some((parent, token));
+            if token as i64 == opts.eos_id {
+                self.offer_eos(source, rows[parent].node, candidate.sum, len);
+                greedy_eos_offered |= on_greedy_path;
+            } else {
+                let node = self.tree.push(rows[parent].node, token as i64);
+                self.next_rows.push(LiveRow {
+                    source,
+                    sum: candidate.sum,
+                    node,
+                    is_beam: true,
+                    is_greedy: on_greedy_path,
+                });
+                self.parents.push(parent);
+                chosen += 1;
+                if chosen == opts.beam_size {
+                    break;
+                }
+            }
+        }
+        self.top_candidates = BinaryHeap::from(ranked);
+        (chosen, greedy_eos_offered)
+    }
+
+    /// Offers prefix `parent_node` + EOS (`len` tokens, Σ log p = `sum`).
+    fn offer_eos(&mut self, source: usize, parent_node: usize, sum: f64, len: usize) {
+        let (tree, eos) = (&mut self.tree, self.opts.eos_id);
+        let score = length_normalized(sum, len, self.opts.length_penalty);
+        self.pools[source].offer(score, || (tree.push(parent_node, eos), len));
+    }
+
+    /// The source's beams are done: of its new rows `next_rows[first_new..]`
+    /// keep only the greedy one (if alive), as a shadow row.
+    fn keep_only_greedy_row(&mut self, first_new: usize) {
+        let greedy = (first_new..self.next_rows.len()).find(|&i| self.next_rows[i].is_greedy);
+        let kept = greedy.map(|i| {
+            let row = LiveRow {
+                is_beam: false,
+                ..self.next_rows[i]
+            };
+            (row, self.parents[i])
+        });
+        self.next_rows.truncate(first_new);
+        self.parents.truncate(first_new);
+        if let Some((row, parent)) = kept {
+            self.next_rows.push(row);
+            self.parents.push(parent);
+        }
+    }
+
+    /// Drops the source's shadow row (the last of `next_rows[first_new..]`,
+    /// if any) once it cannot beat the best kept hypothesis.
+    fn drop_hopeless_shadow_row(&mut self, source: usize, first_new: usize, len: usize) {
         if let Some(last) = self.next_rows[first_new..].last() {
             if !last.is_beam && !self.greedy_can_beat_best(source, last.sum, len) {
                 self.next_rows.pop();
@@ -657,6 +755,86 @@ mod tests {
     }
 
     #[test]
+    fn large_vocabularies_match_the_reference() {
+        // Several scan chunks per row, with the chunk pre-test skipping most.
+        for seed in 0..12u64 {
+            let vocab = [130, 200, 64][seed as usize % 3];
+            let eos = 3;
+            let decoder = ToyDecoder::new(
+                vocab,
+                eos,
+                hashed_log_probs(vocab, eos, seed, [0.0, 0.5][seed as usize % 2], 0.5),
+            );
+            for length_penalty in [0.0, 1.0] {
+                let opts = SearchOptions {
+                    num_hypotheses: 2,
+                    ..options(5, 3, length_penalty, eos)
+                };
+                let result = run(&decoder, 2, &opts);
+                for (source, hyps) in result.iter().enumerate() {
+                    check_hypotheses(&decoder, source, &opts, hyps);
+                    assert_eq!(hyps, &reference_beam(&decoder, source, &opts).0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn may_reach_never_skips_an_admissible_candidate() {
+        let exact = |chunk: &[f32], parent: f64, threshold: f64| {
+            chunk.iter().any(|&lp| {
+                let sum = parent + f64::from(lp);
+                sum.is_nan() || sum >= threshold
+            })
+        };
+        let mut values = vec![
+            0.0f32,
+            -0.0,
+            -1e-30,
+            -1.0,
+            -2.5,
+            -100.0,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        values.extend([1.0f32, 1.0 + f32::EPSILON, 1.0 - f32::EPSILON / 2.0].map(|v| -v));
+        let sums = [
+            0.0,
+            -1.0,
+            -1.0000001,
+            -3.5,
+            -1e6,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        for &lp in &values {
+            for &parent in &sums {
+                for &threshold in &sums {
+                    let chunk = [f32::NEG_INFINITY, lp];
+                    if exact(&chunk, parent, threshold) {
+                        assert!(
+                            may_reach(&chunk, parent, threshold),
+                            "{lp} {parent} {threshold}"
+                        );
+                    }
+                    // Just at the boundary, from both sides.
+                    let boundary = (threshold - parent) as f32;
+                    for delta in [-1e-7f32, 0.0, 1e-7] {
+                        let near = [boundary + delta * boundary.abs()];
+                        if exact(&near, parent, threshold) {
+                            assert!(may_reach(&near, parent, threshold));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            !may_reach(&[-10.0; 64], -1.0, -2.0),
+            "clearly hopeless chunks are skipped"
+        );
+    }
+
+    #[test]
     fn exhaustive_when_the_beam_holds_every_hypothesis() {
         // V = 3, 3 steps: 1 + 2 + 4 + 8 = 15 complete hypotheses. With k = 16
         // nothing is pruned and the pool never fills, so the search returns all.
@@ -682,6 +860,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn huge_beam_size_searches_everything_without_reserving_for_it() {
+        let decoder = ToyDecoder::new(3, 0, hashed_log_probs(3, 0, 77, 0.0, 0.2));
+        let mut opts = options(3, usize::MAX, 1.0, 0);
+        opts.num_hypotheses = 4;
+        let mut expected = all_hypotheses(&decoder, 0, &opts);
+        expected.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+        expected.truncate(4);
+        assert_eq!(run(&decoder, 1, &opts)[0], expected);
     }
 
     #[test]

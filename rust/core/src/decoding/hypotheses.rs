@@ -78,7 +78,7 @@ impl<P> FinishedPool<P> {
         );
         FinishedPool {
             capacity,
-            entries: Vec::with_capacity(capacity),
+            entries: Vec::new(),
             offers: 0,
         }
     }

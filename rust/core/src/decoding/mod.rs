@@ -55,5 +55,6 @@ pub struct Hypothesis {
 pub mod beam;
 pub mod greedy;
 mod hypotheses;
+pub mod kv_cache;
 #[cfg(test)]
 mod toy_decoders;

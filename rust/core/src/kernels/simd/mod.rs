@@ -39,13 +39,24 @@ pub(crate) trait F32Vec: Copy {
     unsafe fn div(self, o: Self) -> Self;
     /// `self · b + c`, fused (one rounding) where the ISA has FMA.
     unsafe fn mul_add(self, b: Self, c: Self) -> Self;
+    /// The rounding error of the product, `self·o - fl(self·o)`, exactly.
+    unsafe fn mul_err(self, o: Self) -> Self;
     unsafe fn max(self, o: Self) -> Self;
     unsafe fn min(self, o: Self) -> Self;
     unsafe fn abs(self) -> Self;
-    /// Round to the nearest integer, ties to even.
+    /// Round to the nearest integer, ties to even (for |self| < 2²², all
+    /// this crate needs).
     unsafe fn round(self) -> Self;
     /// 2ⁿ for lanes holding integral n in [-126, 127].
     unsafe fn pow2i(self) -> Self;
+    /// self·2ⁿ for lanes of n integral in [-160, 128] and self in [0.5, 2]
+    /// (as in exp), rounded once: the result may be subnormal, 0 or +inf.
+    #[inline(always)]
+    unsafe fn mul_pow2(self, n: Self) -> Self {
+        // Two factors, each a normal power of two within `pow2i`'s range.
+        let half = n.mul(Self::splat(0.5)).round();
+        self.mul(half.pow2i()).mul(n.sub(half).pow2i())
+    }
     /// Lane-wise `if self < o { a } else { b }` (false for NaN).
     unsafe fn select_lt(self, o: Self, a: Self, b: Self) -> Self;
     /// Lane-wise `if self == o { a } else { b }`.
@@ -140,7 +151,7 @@ pub(crate) fn for_each_row(x: &mut [f32], n: usize, f: impl Fn(&mut [f32]) + Syn
         return;
     }
     assert!(
-        n > 0 && x.len() % n == 0,
+        n > 0 && x.len().is_multiple_of(n),
         "row length {n} does not divide {} elements",
         x.len()
     );

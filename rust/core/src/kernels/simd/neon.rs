@@ -57,6 +57,12 @@ impl F32Vec for F32x4 {
     }
     #[inline]
     #[target_feature(enable = "neon")]
+    unsafe fn mul_err(self, o: Self) -> Self {
+        // vfmsq_f32(a, b, c) = a - b·c, fused: -(fl(x·o) - x·o).
+        F32x4(vnegq_f32(vfmsq_f32(vmulq_f32(self.0, o.0), self.0, o.0)))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
     unsafe fn max(self, o: Self) -> Self {
         F32x4(vmaxq_f32(self.0, o.0))
     }

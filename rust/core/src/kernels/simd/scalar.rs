@@ -37,10 +37,14 @@ impl F32Vec for f32 {
     }
     #[inline(always)]
     unsafe fn mul_add(self, b: Self, c: Self) -> Self {
-        // Fused like the SIMD paths (GELU's erfc tail relies on the exact
-        // x² split). Without an FMA unit this is a libm call: slow, but this
-        // path only runs on CPUs with no SIMD kernel at all.
-        f32::mul_add(self, b, c)
+        // Unfused: `f32::mul_add` is a slow libm call on baseline x86-64,
+        // and the extra rounding stays within every kernel's tolerance.
+        self * b + c
+    }
+    #[inline(always)]
+    unsafe fn mul_err(self, o: Self) -> Self {
+        // An f32 × f32 product is exact in f64.
+        (self as f64 * o as f64 - (self * o) as f64) as f32
     }
     #[inline(always)]
     unsafe fn max(self, o: Self) -> Self {
@@ -64,7 +68,11 @@ impl F32Vec for f32 {
     }
     #[inline(always)]
     unsafe fn round(self) -> Self {
-        self.round_ties_even()
+        // Adding 1.5·2²³ pushes the fraction bits out (the FPU rounds to
+        // nearest even); baseline x86-64 has no round instruction, and
+        // `round_ties_even` would be a libm call.
+        const MAGIC: f32 = 12_582_912.0;
+        (self + MAGIC) - MAGIC
     }
     #[inline(always)]
     unsafe fn pow2i(self) -> Self {

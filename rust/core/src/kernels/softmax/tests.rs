@@ -156,22 +156,34 @@ fn log_softmax_random_and_extreme_rows() {
     }
 }
 
+/// The public entry points use whatever ISA is selected, so they are held to
+/// the reference, not bitwise to one ISA's row kernel.
 #[test]
-fn row_parallel_variants_match_row_kernels() {
+fn row_parallel_variants_match_reference() {
     let mut rng = Rng::new(4);
     // 300 × 129 is above the parallel threshold.
     let (rows, n) = (300, 129);
-    let x = rng.vec(rows * n, -10.0, 10.0);
+    let x = rng.vec(rows * n, -8.0, 8.0);
     let mut all = x.clone();
     softmax_rows(&mut all, n);
     let mut all_log = x.clone();
     log_softmax_rows(&mut all_log, n);
-    for r in 0..rows {
-        let mut row = x[r * n..(r + 1) * n].to_vec();
-        softmax_row(&mut row, 1.0, None);
-        assert_eq!(&all[r * n..(r + 1) * n], &row[..]);
-        let mut row = x[r * n..(r + 1) * n].to_vec();
-        log_softmax_row(&mut row);
-        assert_eq!(&all_log[r * n..(r + 1) * n], &row[..]);
+    for (r, row) in x.chunks_exact(n).enumerate() {
+        let got = &all[r * n..(r + 1) * n];
+        assert_close(
+            got,
+            &reference::softmax(row, 1.0, None),
+            REL,
+            ABS,
+            &format!("row {r}"),
+        );
+        let got = &all_log[r * n..(r + 1) * n];
+        assert_close(
+            got,
+            &reference::log_softmax(row),
+            1e-6,
+            2e-6,
+            &format!("log row {r}"),
+        );
     }
 }

@@ -1,0 +1,878 @@
+//! Multi-head attention with `torch.nn.MultiheadAttention`'s packed weights.
+//!
+//! The input projection is stored in the layout its use wants: one fused
+//! [E → 3E] GEMM for self-attention, a query GEMM plus a fused [E → 2E]
+//! key/value GEMM for cross-attention (the memory's K/V are computed once per
+//! source), or three separate GEMMs for arbitrary query/key/value (`tr.ops`).
+//! Heads are strided [`MatRef`] views into the projected buffers, never
+//! copies, and the (batch item, head) pairs run in parallel.
+
+use rayon::prelude::*;
+
+use crate::kernels::attention::attention_head;
+use crate::kernels::gemm::MatRef;
+use crate::nn::linear::Linear;
+use crate::nn::weights::Weights;
+use crate::{Error, Result};
+
+/// Multi-head attention block: in-projection, per-head scaled dot-product
+/// attention, out-projection. E width, H heads, D = E / H.
+#[derive(Clone, Debug)]
+pub struct MultiHeadAttention {
+    n_heads: usize,
+    width: usize,
+    in_proj: InProjection,
+    /// [E → E].
+    out_proj: Linear,
+}
+
+#[derive(Clone, Debug)]
+enum InProjection {
+    /// [E → 3E]: q; k; v of one input (self-attention).
+    Fused(Linear),
+    /// [E → E] for the query, [E → 2E] for key; value of the memory.
+    QueryAndKv { q: Linear, kv: Linear },
+    /// Three [E → E] projections of three different inputs.
+    Separate { q: Linear, k: Linear, v: Linear },
+}
+
+/// The input-projection layout to build (what the block will be used for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// query = key = value: one fused QKV GEMM.
+    SelfAttention,
+    /// key = value (the encoder memory): Q GEMM + fused KV GEMM.
+    CrossAttention,
+    /// Any query, key, value: three GEMMs.
+    General,
+}
+
+/// An additive float attention mask (-inf = may not attend).
+#[derive(Clone, Copy, Debug)]
+pub enum AttnMask<'a> {
+    /// [Tq, Tk], the same for every batch item and head.
+    Shared(&'a [f32]),
+    /// [B·H, Tq, Tk], item-major (index b·H + h).
+    PerHead(&'a [f32]),
+}
+
+/// Masks of one attention call; the default is "attend everywhere".
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Masks<'a> {
+    /// [B, Tk], `true` = ignore that key (PyTorch convention).
+    pub key_padding_mask: Option<&'a [bool]>,
+    pub attn_mask: Option<AttnMask<'a>>,
+    /// Query i sees keys j ≤ i only.
+    pub causal: bool,
+}
+
+/// Sequence sizes of one attention call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnShape {
+    /// B.
+    pub batch: usize,
+    /// Tq.
+    pub query_len: usize,
+    /// Tk.
+    pub key_len: usize,
+}
+
+/// The per-head columns of `len` rows of one batch item in a projected
+/// buffer: row t, head h, dim d is `data[t·row_stride + h·D + d]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Heads<'a> {
+    pub data: &'a [f32],
+    pub row_stride: usize,
+    pub len: usize,
+}
+
+impl<'a> Heads<'a> {
+    /// Item `item` of a buffer [items·len, row_stride] whose part of interest
+    /// starts at column `offset`.
+    pub fn item(buf: &'a [f32], row_stride: usize, offset: usize, item: usize, len: usize) -> Self {
+        let start = (item * len * row_stride + offset).min(buf.len());
+        Heads {
+            data: &buf[start..],
+            row_stride,
+            len,
+        }
+    }
+
+    /// Head `h` of width `d`: a [len, d] view.
+    fn head(&self, h: usize, d: usize) -> MatRef<'a> {
+        if self.len == 0 || d == 0 {
+            return MatRef::new(&[], self.len, d, self.row_stride, 1);
+        }
+        MatRef::new(&self.data[h * d..], self.len, d, self.row_stride, 1)
+    }
+}
+
+impl MultiHeadAttention {
+    /// Reads `in_proj_weight` [3E, E], `in_proj_bias` [3E], `out_proj.weight`
+    /// [E, E], `out_proj.bias` [E] under `w`; `d_model` = E.
+    pub fn new(w: &Weights, d_model: usize, n_heads: usize, layout: Layout) -> Result<Self> {
+        let e = d_model;
+        let in_w = w.get("in_proj_weight", &[(3 * e, "3·d_model"), (e, "d_model")])?;
+        let in_b = w.get("in_proj_bias", &[(3 * e, "3·d_model")])?;
+        let out = w.pp("out_proj");
+        let out_w = out.get("weight", &[(e, "d_model"), (e, "d_model")])?;
+        let out_b = out.get("bias", &[(e, "d_model")])?;
+        Self::from_torch(
+            n_heads,
+            e,
+            in_w.data(),
+            Some(in_b.data()),
+            out_w.data(),
+            Some(out_b.data()),
+            layout,
+        )
+    }
+
+    /// From `torch.nn.MultiheadAttention`'s packed tensors: `in_proj_weight`
+    /// [3E, E] (Wq; Wk; Wv), `in_proj_bias` [3E], `out_proj_weight` [E, E],
+    /// `out_proj_bias` [E]. Errors name the argument that does not fit.
+    pub fn from_torch(
+        n_heads: usize,
+        embed_dim: usize,
+        in_proj_weight: &[f32],
+        in_proj_bias: Option<&[f32]>,
+        out_proj_weight: &[f32],
+        out_proj_bias: Option<&[f32]>,
+        layout: Layout,
+    ) -> Result<Self> {
+        let e = embed_dim;
+        if e == 0 || n_heads == 0 || !e.is_multiple_of(n_heads) {
+            return Err(Error::value(format!(
+                "num_heads: expected a positive divisor of embed_dim {e}, got {n_heads}"
+            )));
+        }
+        // Sizes come from caller arrays, but overflow must still not panic.
+        let Some(ee) = e.checked_mul(e).filter(|ee| ee.checked_mul(3).is_some()) else {
+            return Err(Error::value(format!("embed_dim {e} is too large")));
+        };
+        if in_proj_weight.len() != 3 * ee {
+            return Err(Error::value(format!(
+                "in_proj_weight: expected shape [{}, {e}] ({} values), got {} values",
+                3 * e,
+                3 * ee,
+                in_proj_weight.len()
+            )));
+        }
+        if let Some(b) = in_proj_bias {
+            if b.len() != 3 * e {
+                return Err(Error::value(format!(
+                    "in_proj_bias: expected shape [{}], got {} values",
+                    3 * e,
+                    b.len()
+                )));
+            }
+        }
+        let bias_part = |lo: usize, hi: usize| in_proj_bias.map(|b| &b[lo * e..hi * e]);
+        let rows = |lo: usize, hi: usize| &in_proj_weight[lo * ee..hi * ee];
+        let in_proj = match layout {
+            Layout::SelfAttention => {
+                InProjection::Fused(Linear::from_weight(rows(0, 3), bias_part(0, 3), 3 * e, e)?)
+            }
+            Layout::CrossAttention => InProjection::QueryAndKv {
+                q: Linear::from_weight(rows(0, 1), bias_part(0, 1), e, e)?,
+                kv: Linear::from_weight(rows(1, 3), bias_part(1, 3), 2 * e, e)?,
+            },
+            Layout::General => InProjection::Separate {
+                q: Linear::from_weight(rows(0, 1), bias_part(0, 1), e, e)?,
+                k: Linear::from_weight(rows(1, 2), bias_part(1, 2), e, e)?,
+                v: Linear::from_weight(rows(2, 3), bias_part(2, 3), e, e)?,
+            },
+        };
+        let out_proj = Linear::from_weight(out_proj_weight, out_proj_bias, e, e)
+            .map_err(|err| Error::value(format!("out_proj_{err}")))?;
+        Ok(MultiHeadAttention {
+            n_heads,
+            width: e,
+            in_proj,
+            out_proj,
+        })
+    }
+
+    /// E.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// H.
+    pub fn n_heads(&self) -> usize {
+        self.n_heads
+    }
+
+    /// D = E / H.
+    pub fn head_dim(&self) -> usize {
+        self.width / self.n_heads
+    }
+
+    /// `in_proj_weight` [3E, E] and `in_proj_bias` [3E] (zeros if the block
+    /// has none), as PyTorch stores them (for saving).
+    pub fn in_proj_weight_and_bias(&self) -> (Vec<f32>, Vec<f32>) {
+        let parts: Vec<&Linear> = match &self.in_proj {
+            InProjection::Fused(qkv) => vec![qkv],
+            InProjection::QueryAndKv { q, kv } => vec![q, kv],
+            InProjection::Separate { q, k, v } => vec![q, k, v],
+        };
+        let mut weight = Vec::with_capacity(3 * self.width * self.width);
+        let mut bias = Vec::with_capacity(3 * self.width);
+        for lin in parts {
+            weight.extend(lin.weight());
+            match lin.bias() {
+                Some(b) => bias.extend_from_slice(b),
+                None => bias.extend(std::iter::repeat_n(0.0, lin.out_features())),
+            }
+        }
+        (weight, bias)
+    }
+
+    /// The out-projection [E → E].
+    pub fn out_proj(&self) -> &Linear {
+        &self.out_proj
+    }
+
+    /// out [B, Tq, E] for query [B, Tq, E], key and value [B, Tk, E] (all
+    /// dense row-major), like `torch.nn.MultiheadAttention(batch_first=True)`
+    /// with `need_weights=False`. A query that may attend to no key gets the
+    /// out-projection of zeros (PyTorch gives NaN there).
+    ///
+    /// Pass the *same slice* for query, key and value (self-attention) or for
+    /// key and value (cross-attention) to get the fused projections.
+    pub fn forward(
+        &self,
+        query: &[f32],
+        key: &[f32],
+        value: &[f32],
+        shape: AttnShape,
+        masks: &Masks,
+    ) -> Result<Vec<f32>> {
+        let AttnShape {
+            batch: b,
+            query_len: tq,
+            key_len: tk,
+        } = shape;
+        let (e, h) = (self.width, self.n_heads);
+        check_len("query", query.len(), &[b, tq, e])?;
+        check_len("key", key.len(), &[b, tk, e])?;
+        check_len("value", value.len(), &[b, tk, e])?;
+        if let Some(m) = masks.key_padding_mask {
+            check_len("key_padding_mask", m.len(), &[b, tk])?;
+        }
+        match masks.attn_mask {
+            Some(AttnMask::Shared(m)) => check_len("attn_mask", m.len(), &[tq, tk])?,
+            Some(AttnMask::PerHead(m)) => check_len("attn_mask", m.len(), &[b * h, tq, tk])?,
+            None => {}
+        }
+        let head_masks = HeadMasks::new(masks, b, h, tq, tk);
+        let same = |x: &[f32], y: &[f32]| std::ptr::eq(x, y);
+        let out = if same(query, key) && same(key, value) && tq == tk {
+            let qkv = self.project_qkv(query, b * tq);
+            let s = 3 * e;
+            self.attend(
+                b,
+                tq,
+                masks.causal,
+                |i| {
+                    (
+                        Heads::item(&qkv, s, 0, i, tq),
+                        Heads::item(&qkv, s, e, i, tk),
+                        Heads::item(&qkv, s, 2 * e, i, tk),
+                    )
+                },
+                |i, hh| head_masks.get(i, hh),
+            )
+        } else if same(key, value) {
+            let q = self.project_q(query, b * tq);
+            let kv = self.project_kv(key, b * tk);
+            self.attend(
+                b,
+                tq,
+                masks.causal,
+                |i| {
+                    (
+                        Heads::item(&q, e, 0, i, tq),
+                        Heads::item(&kv, 2 * e, 0, i, tk),
+                        Heads::item(&kv, 2 * e, e, i, tk),
+                    )
+                },
+                |i, hh| head_masks.get(i, hh),
+            )
+        } else {
+            let q = self.project_q(query, b * tq);
+            let k = self.project_part(Part::K, key, b * tk);
+            let v = self.project_part(Part::V, value, b * tk);
+            self.attend(
+                b,
+                tq,
+                masks.causal,
+                |i| {
+                    (
+                        Heads::item(&q, e, 0, i, tq),
+                        Heads::item(&k, e, 0, i, tk),
+                        Heads::item(&v, e, 0, i, tk),
+                    )
+                },
+                |i, hh| head_masks.get(i, hh),
+            )
+        };
+        Ok(out)
+    }
+
+    /// q; k; v [rows, 3E] of x [rows, E] (one GEMM in the self-attention layout).
+    pub fn project_qkv(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let e = self.width;
+        let x = MatRef::row_major(x, rows, e);
+        match &self.in_proj {
+            InProjection::Fused(qkv) => qkv.forward(x),
+            InProjection::QueryAndKv { q, kv } => {
+                interleave(rows, &[(&q.forward(x), e), (&kv.forward(x), 2 * e)])
+            }
+            InProjection::Separate { q, k, v } => interleave(
+                rows,
+                &[(&q.forward(x), e), (&k.forward(x), e), (&v.forward(x), e)],
+            ),
+        }
+    }
+
+    /// q [rows, E] of x [rows, E].
+    pub fn project_q(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        self.project_part(Part::Q, x, rows)
+    }
+
+    /// k; v [rows, 2E] of x [rows, E] (one GEMM in the cross-attention layout).
+    pub fn project_kv(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let e = self.width;
+        match &self.in_proj {
+            InProjection::QueryAndKv { kv, .. } => kv.forward(MatRef::row_major(x, rows, e)),
+            _ => interleave(
+                rows,
+                &[
+                    (&self.project_part(Part::K, x, rows), e),
+                    (&self.project_part(Part::V, x, rows), e),
+                ],
+            ),
+        }
+    }
+
+    /// One of q, k, v [rows, E] of x [rows, E]. Layouts that fuse it with
+    /// another part compute both and keep the columns asked for.
+    fn project_part(&self, part: Part, x: &[f32], rows: usize) -> Vec<f32> {
+        let e = self.width;
+        let xm = MatRef::row_major(x, rows, e);
+        let (full, stride, offset) = match (&self.in_proj, part) {
+            (InProjection::Separate { q, .. }, Part::Q)
+            | (InProjection::QueryAndKv { q, .. }, Part::Q) => return q.forward(xm),
+            (InProjection::Separate { k, .. }, Part::K) => return k.forward(xm),
+            (InProjection::Separate { v, .. }, Part::V) => return v.forward(xm),
+            (InProjection::QueryAndKv { kv, .. }, Part::K) => (kv.forward(xm), 2 * e, 0),
+            (InProjection::QueryAndKv { kv, .. }, Part::V) => (kv.forward(xm), 2 * e, e),
+            (InProjection::Fused(qkv), p) => (qkv.forward(xm), 3 * e, p as usize * e),
+        };
+        let mut out = Vec::with_capacity(rows * e);
+        for r in 0..rows {
+            out.extend_from_slice(&full[r * stride + offset..r * stride + offset + e]);
+        }
+        out
+    }
+
+    /// The attention core: out [B·Tq, E] = out_proj(concat_h softmax(q_h k_hᵀ/√D + mask) v_h).
+    /// `items(b)` gives batch item b's (q [Tq], k [Tk_b], v [Tk_b]) heads —
+    /// key lengths may differ per item (per-row KV caches); `mask(b, h)` an
+    /// additive [Tq, Tk_b] mask view or None. Runs (b, h) pairs in parallel.
+    pub fn attend<'a, I, M>(
+        &self,
+        batch: usize,
+        tq: usize,
+        causal: bool,
+        items: I,
+        mask: M,
+    ) -> Vec<f32>
+    where
+        I: Fn(usize) -> (Heads<'a>, Heads<'a>, Heads<'a>) + Sync,
+        M: Fn(usize, usize) -> Option<MatRef<'a>> + Sync,
+    {
+        let (e, h, d) = (self.width, self.n_heads, self.head_dim());
+        let scale = 1.0 / (d as f32).sqrt();
+        // Head-major scratch [B, H, Tq, D]: each (b, h) owns a contiguous chunk.
+        let mut heads = vec![0.0f32; batch * h * tq * d];
+        if !heads.is_empty() {
+            heads
+                .par_chunks_mut(tq * d)
+                .enumerate()
+                .for_each(|(i, out)| {
+                    let (b, hh) = (i / h, i % h);
+                    let (q, k, v) = items(b);
+                    attention_head(
+                        q.head(hh, d),
+                        k.head(hh, d),
+                        v.head(hh, d),
+                        mask(b, hh),
+                        causal,
+                        scale,
+                        out,
+                        d,
+                    );
+                });
+        }
+        // [B, H, Tq, D] → [B·Tq, E] (heads side by side), then out-project.
+        let mut concat = vec![0.0f32; batch * tq * e];
+        for b in 0..batch {
+            for hh in 0..h {
+                for t in 0..tq {
+                    let src = ((b * h + hh) * tq + t) * d;
+                    let dst = (b * tq + t) * e + hh * d;
+                    concat[dst..dst + d].copy_from_slice(&heads[src..src + d]);
+                }
+            }
+        }
+        self.out_proj
+            .forward(MatRef::row_major(&concat, batch * tq, e))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Q = 0,
+    K = 1,
+    V = 2,
+}
+
+/// Columns side by side: parts (buf [rows, width], width) → [rows, Σ width].
+fn interleave(rows: usize, parts: &[(&[f32], usize)]) -> Vec<f32> {
+    let total: usize = parts.iter().map(|p| p.1).sum();
+    let mut out = Vec::with_capacity(rows * total);
+    for r in 0..rows {
+        for (buf, w) in parts {
+            out.extend_from_slice(&buf[r * w..(r + 1) * w]);
+        }
+    }
+    out
+}
+
+fn check_len(name: &str, len: usize, shape: &[usize]) -> Result<()> {
+    let want = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if want != Some(len) {
+        return Err(Error::value(format!(
+            "{name}: expected shape {shape:?}, got {len} values"
+        )));
+    }
+    Ok(())
+}
+
+/// Additive masks per (b, h), prepared once per call: key padding becomes
+/// a [B, Tk] row of 0 / -inf broadcast over queries (row stride 0); when an
+/// attn_mask is given too, the two are summed into one buffer.
+struct HeadMasks {
+    h: usize,
+    tq: usize,
+    tk: usize,
+    kind: MaskKind,
+}
+
+enum MaskKind {
+    None,
+    /// [B, Tk] key-padding rows.
+    KeyPadding(Vec<f32>),
+    /// [Tq, Tk] shared by all.
+    Shared(Vec<f32>),
+    /// [B, Tq, Tk].
+    PerItem(Vec<f32>),
+    /// [B·H, Tq, Tk].
+    PerHead(Vec<f32>),
+}
+
+impl HeadMasks {
+    fn new(masks: &Masks, b: usize, h: usize, tq: usize, tk: usize) -> Self {
+        let padding: Option<Vec<f32>> = masks.key_padding_mask.map(|m| {
+            m.iter()
+                .map(|&pad| if pad { f32::NEG_INFINITY } else { 0.0 })
+                .collect()
+        });
+        let kind = match (masks.attn_mask, padding) {
+            (None, None) => MaskKind::None,
+            (None, Some(p)) => MaskKind::KeyPadding(p),
+            (Some(AttnMask::Shared(m)), None) => MaskKind::Shared(m.to_vec()),
+            (Some(AttnMask::PerHead(m)), None) => MaskKind::PerHead(m.to_vec()),
+            (Some(AttnMask::Shared(m)), Some(p)) => MaskKind::PerItem(
+                (0..b * tq * tk)
+                    .map(|i| m[i % (tq * tk)] + p[(i / (tq * tk)) * tk + i % tk])
+                    .collect(),
+            ),
+            (Some(AttnMask::PerHead(m)), Some(p)) => MaskKind::PerHead(
+                (0..b * h * tq * tk)
+                    .map(|i| m[i] + p[(i / (h * tq * tk)) * tk + i % tk])
+                    .collect(),
+            ),
+        };
+        HeadMasks { h, tq, tk, kind }
+    }
+
+    /// The [Tq, Tk] mask view of item b, head h.
+    fn get(&self, b: usize, h: usize) -> Option<MatRef<'_>> {
+        let (tq, tk) = (self.tq, self.tk);
+        let block = tq * tk;
+        match &self.kind {
+            MaskKind::None => None,
+            MaskKind::KeyPadding(p) => Some(MatRef::new(&p[b * tk..(b + 1) * tk], tq, tk, 0, 1)),
+            MaskKind::Shared(m) => Some(MatRef::row_major(m, tq, tk)),
+            MaskKind::PerItem(m) => Some(MatRef::row_major(&m[b * block..(b + 1) * block], tq, tk)),
+            MaskKind::PerHead(m) => {
+                let i = b * self.h + h;
+                Some(MatRef::row_major(&m[i * block..(i + 1) * block], tq, tk))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator, so tests need no extra crates.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> f32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+        fn vec(&mut self, n: usize) -> Vec<f32> {
+            (0..n).map(|_| self.next()).collect()
+        }
+    }
+
+    /// Naive MHA in f64, straight from the definition.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        e: usize,
+        h: usize,
+        wi: &[f32],
+        bi: &[f32],
+        wo: &[f32],
+        bo: &[f32],
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        shape: AttnShape,
+        masks: &Masks,
+    ) -> Vec<f32> {
+        let AttnShape {
+            batch: b,
+            query_len: tq,
+            key_len: tk,
+        } = shape;
+        let d = e / h;
+        let proj = |x: &[f32], n: usize, part: usize| -> Vec<f64> {
+            let mut out = vec![0.0f64; n * e];
+            for r in 0..n {
+                for o in 0..e {
+                    let row = part * e + o;
+                    let mut acc = bi[row] as f64;
+                    for i in 0..e {
+                        acc += x[r * e + i] as f64 * wi[row * e + i] as f64;
+                    }
+                    out[r * e + o] = acc;
+                }
+            }
+            out
+        };
+        let (pq, pk, pv) = (proj(q, b * tq, 0), proj(k, b * tk, 1), proj(v, b * tk, 2));
+        let mut ctx = vec![0.0f64; b * tq * e];
+        for bb in 0..b {
+            for hh in 0..h {
+                for i in 0..tq {
+                    let mut s = vec![f64::NEG_INFINITY; tk];
+                    for (j, sj) in s.iter_mut().enumerate() {
+                        let mut m = 0.0f64;
+                        if let Some(kpm) = masks.key_padding_mask {
+                            if kpm[bb * tk + j] {
+                                m = f64::NEG_INFINITY;
+                            }
+                        }
+                        match masks.attn_mask {
+                            Some(AttnMask::Shared(a)) => m += a[i * tk + j] as f64,
+                            Some(AttnMask::PerHead(a)) => {
+                                m += a[((bb * h + hh) * tq + i) * tk + j] as f64
+                            }
+                            None => {}
+                        }
+                        if masks.causal && j > i {
+                            m = f64::NEG_INFINITY;
+                        }
+                        let dot: f64 = (0..d)
+                            .map(|x| {
+                                pq[(bb * tq + i) * e + hh * d + x]
+                                    * pk[(bb * tk + j) * e + hh * d + x]
+                            })
+                            .sum();
+                        *sj = dot / (d as f64).sqrt() + m;
+                    }
+                    let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    if mx == f64::NEG_INFINITY {
+                        continue;
+                    }
+                    let z: f64 = s.iter().map(|x| (x - mx).exp()).sum();
+                    for (j, sj) in s.iter().enumerate() {
+                        let p = (sj - mx).exp() / z;
+                        for x in 0..d {
+                            ctx[(bb * tq + i) * e + hh * d + x] +=
+                                p * pv[(bb * tk + j) * e + hh * d + x];
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = vec![0.0f32; b * tq * e];
+        for r in 0..b * tq {
+            for o in 0..e {
+                let acc: f64 = bo[o] as f64
+                    + (0..e)
+                        .map(|i| ctx[r * e + i] * wo[o * e + i] as f64)
+                        .sum::<f64>();
+                out[r * e + o] = acc as f32;
+            }
+        }
+        out
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], tol: f32) {
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "index {i}: got {g}, want {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn general_forward_matches_naive_in_every_layout_and_mask_combination() {
+        let mut rng = Lcg(7);
+        for &(b, tq, tk, e, h) in &[
+            (1, 1, 1, 4, 1),
+            (2, 3, 5, 8, 2),
+            (3, 4, 4, 12, 3),
+            (1, 7, 2, 6, 6),
+        ] {
+            let wi = rng.vec(3 * e * e);
+            let bi = rng.vec(3 * e);
+            let wo = rng.vec(e * e);
+            let bo = rng.vec(e);
+            let q = rng.vec(b * tq * e);
+            let k = rng.vec(b * tk * e);
+            let v = rng.vec(b * tk * e);
+            let kpm: Vec<bool> = (0..b * tk)
+                .map(|i| i % tk == tk - 1 && tk > 1 || i == 0 && b > 2)
+                .collect();
+            let shared: Vec<f32> = (0..tq * tk).map(|_| rng.next()).collect();
+            let per_head: Vec<f32> = (0..b * h * tq * tk)
+                .map(|i| {
+                    if i % 5 == 3 {
+                        f32::NEG_INFINITY
+                    } else {
+                        rng.next()
+                    }
+                })
+                .collect();
+            let shape = AttnShape {
+                batch: b,
+                query_len: tq,
+                key_len: tk,
+            };
+            let mask_sets = [
+                Masks::default(),
+                Masks {
+                    key_padding_mask: Some(&kpm),
+                    ..Default::default()
+                },
+                Masks {
+                    attn_mask: Some(AttnMask::Shared(&shared)),
+                    causal: true,
+                    ..Default::default()
+                },
+                Masks {
+                    key_padding_mask: Some(&kpm),
+                    attn_mask: Some(AttnMask::Shared(&shared)),
+                    causal: false,
+                },
+                Masks {
+                    key_padding_mask: Some(&kpm),
+                    attn_mask: Some(AttnMask::PerHead(&per_head)),
+                    causal: true,
+                },
+                Masks {
+                    attn_mask: Some(AttnMask::PerHead(&per_head)),
+                    ..Default::default()
+                },
+            ];
+            for layout in [
+                Layout::SelfAttention,
+                Layout::CrossAttention,
+                Layout::General,
+            ] {
+                let mha =
+                    MultiHeadAttention::from_torch(h, e, &wi, Some(&bi), &wo, Some(&bo), layout)
+                        .unwrap();
+                for masks in &mask_sets {
+                    // Distinct inputs.
+                    let got = mha.forward(&q, &k, &v, shape, masks).unwrap();
+                    assert_close(
+                        &got,
+                        &naive(e, h, &wi, &bi, &wo, &bo, &q, &k, &v, shape, masks),
+                        1e-4,
+                    );
+                    // key = value (fused KV path).
+                    let got = mha.forward(&q, &k, &k, shape, masks).unwrap();
+                    assert_close(
+                        &got,
+                        &naive(e, h, &wi, &bi, &wo, &bo, &q, &k, &k, shape, masks),
+                        1e-4,
+                    );
+                }
+                // query = key = value (fused QKV path), self-attention shapes.
+                let sshape = AttnShape {
+                    batch: b,
+                    query_len: tk,
+                    key_len: tk,
+                };
+                let m = Masks {
+                    key_padding_mask: Some(&kpm),
+                    causal: true,
+                    ..Default::default()
+                };
+                let got = mha.forward(&k, &k, &k, sshape, &m).unwrap();
+                assert_close(
+                    &got,
+                    &naive(e, h, &wi, &bi, &wo, &bo, &k, &k, &k, sshape, &m),
+                    1e-4,
+                );
+                let (w2, b2) = mha.in_proj_weight_and_bias();
+                assert_eq!((w2, b2), (wi.clone(), bi.clone()));
+            }
+        }
+    }
+
+    #[test]
+    fn fully_masked_query_gives_out_proj_bias() {
+        let e = 4;
+        let mut rng = Lcg(3);
+        let (wi, wo, bo) = (rng.vec(3 * e * e), rng.vec(e * e), rng.vec(e));
+        let mha = MultiHeadAttention::from_torch(2, e, &wi, None, &wo, Some(&bo), Layout::General)
+            .unwrap();
+        let x = rng.vec(2 * e);
+        let kpm = [true, true];
+        let masks = Masks {
+            key_padding_mask: Some(&kpm),
+            ..Default::default()
+        };
+        let out = mha
+            .forward(
+                &x[..e],
+                &x,
+                &x,
+                AttnShape {
+                    batch: 1,
+                    query_len: 1,
+                    key_len: 2,
+                },
+                &masks,
+            )
+            .unwrap();
+        assert_close(&out, &bo, 0.0);
+    }
+
+    #[test]
+    fn bad_arguments_name_themselves() {
+        let e = 4;
+        let w = vec![0.0; 3 * e * e];
+        let o = vec![0.0; e * e];
+        let err = |r: Result<MultiHeadAttention>| r.unwrap_err().to_string();
+        assert!(err(MultiHeadAttention::from_torch(
+            3,
+            e,
+            &w,
+            None,
+            &o,
+            None,
+            Layout::General
+        ))
+        .contains("num_heads"));
+        assert!(err(MultiHeadAttention::from_torch(
+            2,
+            e,
+            &w[1..],
+            None,
+            &o,
+            None,
+            Layout::General
+        ))
+        .contains("in_proj_weight"));
+        assert!(err(MultiHeadAttention::from_torch(
+            2,
+            e,
+            &w,
+            Some(&[0.0; 3]),
+            &o,
+            None,
+            Layout::General
+        ))
+        .contains("in_proj_bias"));
+        assert!(err(MultiHeadAttention::from_torch(
+            2,
+            e,
+            &w,
+            None,
+            &o[1..],
+            None,
+            Layout::General
+        ))
+        .contains("out_proj_weight"));
+        assert!(err(MultiHeadAttention::from_torch(
+            2,
+            e,
+            &w,
+            None,
+            &o,
+            Some(&[0.0]),
+            Layout::General
+        ))
+        .contains("out_proj_bias"));
+        let mha =
+            MultiHeadAttention::from_torch(2, e, &w, None, &o, None, Layout::General).unwrap();
+        let x = vec![0.0; 2 * e];
+        let shape = AttnShape {
+            batch: 1,
+            query_len: 2,
+            key_len: 2,
+        };
+        let e1 = mha
+            .forward(&x[1..], &x, &x, shape, &Masks::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e1.contains("query"), "{e1}");
+        let kpm = [false];
+        let m = Masks {
+            key_padding_mask: Some(&kpm),
+            ..Default::default()
+        };
+        assert!(mha
+            .forward(&x, &x, &x, shape, &m)
+            .unwrap_err()
+            .to_string()
+            .contains("key_padding_mask"));
+        let am = [0.0; 3];
+        let m = Masks {
+            attn_mask: Some(AttnMask::Shared(&am)),
+            ..Default::default()
+        };
+        assert!(mha
+            .forward(&x, &x, &x, shape, &m)
+            .unwrap_err()
+            .to_string()
+            .contains("attn_mask"));
+    }
+}

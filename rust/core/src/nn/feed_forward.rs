@@ -1,0 +1,56 @@
+//! Position-wise feed-forward block: linear2(act(linear1(x))).
+
+use serde::Serialize;
+
+use crate::kernels::activations::{gelu_inplace, relu_inplace};
+use crate::kernels::gemm::MatRef;
+use crate::nn::linear::Linear;
+use crate::nn::weights::Weights;
+use crate::Result;
+
+/// The feed-forward non-linearity (config.json `activation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Relu,
+    /// Exact erf form, as `torch.nn.functional.gelu`.
+    Gelu,
+}
+
+/// y [M, E] = linear2(act(linear1(x))) with linear1 [E → F], linear2 [F → E].
+#[derive(Clone, Debug)]
+pub struct FeedForward {
+    linear1: Linear,
+    linear2: Linear,
+    activation: Activation,
+}
+
+impl FeedForward {
+    /// Reads `linear1.{weight,bias}` [F, E], [F] and `linear2.{weight,bias}`
+    /// [E, F], [E] under `w`.
+    pub fn new(w: &Weights, d_model: usize, d_ff: usize, activation: Activation) -> Result<Self> {
+        let (e, f) = ((d_model, "d_model"), (d_ff, "d_ff"));
+        Ok(FeedForward {
+            linear1: Linear::new(&w.pp("linear1"), e, f)?,
+            linear2: Linear::new(&w.pp("linear2"), f, e)?,
+            activation,
+        })
+    }
+
+    /// y [M, E] for x [M, E].
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let (e, f) = (self.linear1.in_features(), self.linear1.out_features());
+        let rows = x.len() / e;
+        let mut hidden = self.linear1.forward(MatRef::row_major(x, rows, e));
+        match self.activation {
+            Activation::Relu => relu_inplace(&mut hidden),
+            Activation::Gelu => gelu_inplace(&mut hidden),
+        }
+        self.linear2.forward(MatRef::row_major(&hidden, rows, f))
+    }
+
+    /// (linear1, linear2), for saving.
+    pub fn linears(&self) -> (&Linear, &Linear) {
+        (&self.linear1, &self.linear2)
+    }
+}

@@ -1,0 +1,52 @@
+//! LayerNorm over the last axis.
+
+use rayon::prelude::*;
+
+use crate::kernels::layer_norm::layer_norm_row;
+use crate::nn::weights::Weights;
+use crate::Result;
+
+/// y = (x - mean) / sqrt(var + eps) · weight + bias per row of E values.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    /// [E].
+    weight: Vec<f32>,
+    /// [E].
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+/// Rows per parallel task: below this, splitting costs more than it saves.
+const ROWS_PER_TASK: usize = 16;
+
+impl LayerNorm {
+    /// Reads `weight` [E] and `bias` [E] under `w`; E = `d_model`.
+    pub fn new(w: &Weights, d_model: usize, eps: f64) -> Result<Self> {
+        let weight = w.get("weight", &[(d_model, "d_model")])?.data().to_vec();
+        let bias = w.get("bias", &[(d_model, "d_model")])?.data().to_vec();
+        Ok(LayerNorm {
+            weight,
+            bias,
+            eps: eps as f32,
+        })
+    }
+
+    /// y [M, E] for x [M, E] (dense row-major).
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let e = self.weight.len();
+        let mut y = vec![0.0; x.len()];
+        y.par_chunks_mut(e * ROWS_PER_TASK)
+            .zip(x.par_chunks(e * ROWS_PER_TASK))
+            .for_each(|(yc, xc)| {
+                for (yr, xr) in yc.chunks_exact_mut(e).zip(xc.chunks_exact(e)) {
+                    layer_norm_row(xr, &self.weight, &self.bias, self.eps, yr);
+                }
+            });
+        y
+    }
+
+    /// `weight` [E] and `bias` [E] (for saving).
+    pub fn params(&self) -> (&[f32], &[f32]) {
+        (&self.weight, &self.bias)
+    }
+}

@@ -1,0 +1,137 @@
+//! Linear layer y = x Wᵀ + b with W packed once for the GEMM micro-kernels.
+
+use crate::kernels::gemm::{gemm_packed, MatRef, PackedB};
+use crate::nn::weights::{Dim, Weights};
+use crate::{Error, Result};
+
+/// y [M, N] = x [M, K] · Wᵀ + b, W [N = out_features, K = in_features] in
+/// PyTorch layout, stored pre-packed (Wᵀ as GEMM operand B).
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: PackedB,
+    /// [N], or `None` for a bias-free layer.
+    bias: Option<Vec<f32>>,
+}
+
+impl Linear {
+    /// Reads `weight` [out, in] and `bias` [out] (the bias must be present).
+    pub fn new(w: &Weights, in_features: Dim, out_features: Dim) -> Result<Self> {
+        let weight = w.get("weight", &[out_features, in_features])?;
+        let bias = w.get("bias", &[out_features])?;
+        Self::from_weight(
+            weight.data(),
+            Some(bias.data()),
+            out_features.0,
+            in_features.0,
+        )
+    }
+
+    /// Packs `weight` [out_features, in_features] (row-major) and copies
+    /// `bias` [out_features]. Errors name `weight`/`bias` on a length mismatch.
+    pub fn from_weight(
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        out_features: usize,
+        in_features: usize,
+    ) -> Result<Self> {
+        if Some(weight.len()) != out_features.checked_mul(in_features) {
+            return Err(Error::value(format!(
+                "weight: expected {out_features}×{in_features} = {} values, got {}",
+                out_features.saturating_mul(in_features),
+                weight.len()
+            )));
+        }
+        if let Some(b) = bias {
+            if b.len() != out_features {
+                return Err(Error::value(format!(
+                    "bias: expected {out_features} values, got {}",
+                    b.len()
+                )));
+            }
+        }
+        Ok(Linear {
+            weight: PackedB::from_linear_weight(weight, out_features, in_features),
+            bias: bias.map(<[f32]>::to_vec),
+        })
+    }
+
+    /// K.
+    pub fn in_features(&self) -> usize {
+        self.weight.k()
+    }
+
+    /// N.
+    pub fn out_features(&self) -> usize {
+        self.weight.n()
+    }
+
+    /// y [M, N] for x [M, K] (`x.cols` must be K).
+    pub fn forward(&self, x: MatRef) -> Vec<f32> {
+        let mut y = vec![0.0; x.rows * self.out_features()];
+        self.forward_into(x, &mut y);
+        y
+    }
+
+    /// Writes y [M, N] (dense row-major) into `y` for x [M, K].
+    pub fn forward_into(&self, x: MatRef, y: &mut [f32]) {
+        let n = self.out_features();
+        assert_eq!(
+            y.len(),
+            x.rows * n,
+            "Linear: output holds {} values, expected {}×{n}",
+            y.len(),
+            x.rows
+        );
+        match &self.bias {
+            // Pre-filling with the bias lets the GEMM add it for free (beta = 1).
+            Some(b) => {
+                for row in y.chunks_exact_mut(n) {
+                    row.copy_from_slice(b);
+                }
+                gemm_packed(x, &self.weight, 1.0, y, n);
+            }
+            None => gemm_packed(x, &self.weight, 0.0, y, n),
+        }
+    }
+
+    /// W [N, K] row-major, as PyTorch stores it (for saving).
+    pub fn weight(&self) -> Vec<f32> {
+        self.weight.unpack_linear_weight()
+    }
+
+    /// b [N], if any.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_naive_and_round_trips() {
+        let (m, k, n) = (3, 5, 7);
+        let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.1 - 0.3).collect();
+        let x: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.11).cos()).collect();
+        let lin = Linear::from_weight(&w, Some(&b), n, k).unwrap();
+        let y = lin.forward(MatRef::row_major(&x, m, k));
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = b[j] + (0..k).map(|p| x[i * k + p] * w[j * k + p]).sum::<f32>();
+                assert!((y[i * n + j] - want).abs() < 1e-5);
+            }
+        }
+        assert_eq!(lin.weight(), w);
+        let no_bias = Linear::from_weight(&w, None, n, k).unwrap();
+        let y0 = no_bias.forward(MatRef::row_major(&x, m, k));
+        assert!((y0[0] + b[0] - y[0]).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rejects_wrong_lengths() {
+        assert!(Linear::from_weight(&[0.0; 5], None, 2, 3).is_err());
+        assert!(Linear::from_weight(&[0.0; 6], Some(&[0.0; 3]), 2, 3).is_err());
+    }
+}

@@ -1,7 +1,8 @@
 """Regenerate the golden encoder-decoder cases in tests/data with PyTorch.
 
 Needs torch and safetensors (never run in CI). The weights come from
-``torch_ref.build(config, seed)`` (bit-identical to the stored checkpoints for
+``build(config, seed)`` below, on the tutorial module
+``examples/seq2seq_transformer.py`` (bit-identical to the stored checkpoints for
 the seeds below); the inputs ``src`` / ``tgt`` are data and are taken from the
 existing ``cases.npz`` when there is one, else drawn afresh. Outputs follow
 tests/data/README.md.
@@ -21,8 +22,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, str(Path(__file__).parent))
-from torch_ref import build  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from seq2seq_transformer import Seq2SeqTransformer  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 GREEDY_MAX_NEW = 12
@@ -45,6 +46,21 @@ CASES = {
         (2, 6, 5),
     ),
 }  # fmt: skip
+
+
+def build(config, seed):
+    """The fixture model: seeded initialisation, then LayerNorm weights and all
+    biases moved away from their 1/0 defaults (so a loader that drops one
+    fails the comparison) and embeddings halved."""
+    torch.manual_seed(seed)
+    model = Seq2SeqTransformer(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+            if "embedding" in name:
+                p.mul_(0.5)
+    return model
 
 
 def fresh_inputs(config, seed, shape):

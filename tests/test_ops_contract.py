@@ -64,13 +64,16 @@ def test_signature_matches_the_api(module, name):
 def _big_inputs():
     rng = np.random.default_rng(0)
     e = 64
-    x = rng.standard_normal((2, 96, e)).astype(np.float32)
+    # Each call must take a few milliseconds, long enough for the waiting
+    # main thread to be scheduled while the GIL is free.
+    x = rng.standard_normal((4, 384, e)).astype(np.float32)
     w_in = rng.standard_normal((3 * e, e)).astype(np.float32)
     w_out = rng.standard_normal((e, e)).astype(np.float32)
-    m = rng.standard_normal((256, 256)).astype(np.float32)
+    m = rng.standard_normal((512, 512)).astype(np.float32)
+    rows = rng.standard_normal((2048, 1024)).astype(np.float32)
     return {
         "matmul": lambda: tr.ops.matmul(m, m),
-        "softmax": lambda: tr.ops.softmax(m),
+        "softmax": lambda: tr.ops.softmax(rows),
         "scaled_dot_product_attention": lambda: tr.ops.scaled_dot_product_attention(x, x, x),
         "multi_head_attention": lambda: tr.ops.multi_head_attention(
             x, x, x, 4, w_in, None, w_out, None
@@ -83,16 +86,22 @@ def test_compute_releases_the_gil(name):
     """The worker thread reads a counter the main thread keeps incrementing
     just before and just after one op call. With the interpreter's switch
     interval made huge, the main thread can only run in between if the call
-    released the GIL (the only other switch points are long after)."""
+    released the GIL (the only other switch points are long after). A call
+    that holds the GIL shows no progress however often it runs, so a few
+    calls are allowed for the scheduler to wake the main thread in time."""
     call = _big_inputs()[name]
     counter = [0]
     seen = {}
     done = threading.Event()
 
     def worker():
-        before = counter[0]
-        call()
-        seen["progress"] = counter[0] - before
+        seen["progress"] = 0
+        for _ in range(5):
+            before = counter[0]
+            call()
+            seen["progress"] = max(seen["progress"], counter[0] - before)
+            if seen["progress"]:
+                break
         done.set()
 
     old_interval = sys.getswitchinterval()

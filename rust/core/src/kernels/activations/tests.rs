@@ -141,3 +141,29 @@ fn parallel_entry_points_match_reference() {
         assert_close(&whole, &want, GELU_REL, GELU_ABS, &format!("{act:?} bias"));
     }
 }
+
+#[test]
+fn activations_of_infinities_match_torch() {
+    // Every lane position of a vector and of the scalar tail.
+    for isa in dispatch::available() {
+        for len in [1, 7, 16, 17, 33] {
+            let pos = gelu_on(isa, &vec![f32::INFINITY; len]);
+            assert!(
+                pos.iter().all(|&v| v == f32::INFINITY),
+                "{isa:?} gelu(+inf) = {pos:?}"
+            );
+            // torch gives NaN for gelu(-inf); the limit 0 is what we define.
+            let neg = gelu_on(isa, &vec![f32::NEG_INFINITY; len]);
+            assert!(
+                neg.iter().all(|&v| v == 0.0),
+                "{isa:?} gelu(-inf) = {neg:?}"
+            );
+            let mut r = vec![f32::INFINITY; len];
+            activation_with(isa, Activation::Relu, &mut r, None);
+            assert!(
+                r.iter().all(|&v| v == f32::INFINITY),
+                "{isa:?} relu(+inf) = {r:?}"
+            );
+        }
+    }
+}

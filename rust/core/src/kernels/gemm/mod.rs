@@ -1,88 +1,118 @@
-//! Single-precision matrix multiply, C = beta·C + A·B.
+//! Single-precision matrix multiply, C = beta·C + A·B, BLIS style.
 //!
-//! PLACEHOLDER BODIES: the signatures below are the contract the rest of the
-//! crate codes against; the implementation is a plain triple loop until the
-//! BLIS-style driver/pack/micro-kernel lands.
+//! ```text
+//! mod.rs         public entry points: check shapes, pick the B source, dispatch on the ISA
+//! mat_ref.rs     MatRef, the strided operand view
+//! packed_b.rs    PackedB, B packed once (Linear weights)
+//! pack.rs        packing A row panels and B strips
+//! driver.rs      the five cache-blocking loops (NC, KC, MC, NR, MR) and threading
+//! microkernel/   one register-tile kernel per ISA (scalar, avx2, avx512, neon)
+//! buffer.rs      64-byte aligned storage for packed operands
+//! ```
+//!
+//! Small products are not a separate algorithm: with M ≤ MR the driver uses
+//! one thin, wide tile over the whole K (a GEMV-like stream over B), and a
+//! row-major B with few rows of A is read in place instead of packed.
+#![deny(unsafe_op_in_unsafe_fn)]
 
-/// A read-only strided matrix view: element (i, j) is
-/// `data[i * row_stride + j * col_stride]`. A transpose is a view with the
-/// strides swapped ([`MatRef::t`]), so `x @ Wᵀ` never copies `W`.
-#[derive(Clone, Copy, Debug)]
-pub struct MatRef<'a> {
-    pub data: &'a [f32],
-    pub rows: usize,
-    pub cols: usize,
-    pub row_stride: usize,
-    pub col_stride: usize,
-}
+mod buffer;
+mod driver;
+mod mat_ref;
+mod microkernel;
+mod pack;
+mod packed_b;
+#[cfg(test)]
+mod tests;
 
-impl<'a> MatRef<'a> {
-    /// Panics unless every element (i, j) lies inside `data`.
-    pub fn new(
-        data: &'a [f32],
-        rows: usize,
-        cols: usize,
-        row_stride: usize,
-        col_stride: usize,
-    ) -> Self {
-        if rows > 0 && cols > 0 {
-            let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
-            assert!(
-                last < data.len(),
-                "MatRef {rows}x{cols} (strides {row_stride},{col_stride}) exceeds {} elements",
-                data.len()
-            );
-        }
-        MatRef {
-            data,
-            rows,
-            cols,
-            row_stride,
-            col_stride,
-        }
-    }
+pub use mat_ref::MatRef;
+pub use packed_b::PackedB;
 
-    /// A dense row-major `rows × cols` matrix.
-    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self::new(data, rows, cols, cols, 1)
-    }
+use super::dispatch::{self, Isa};
+use buffer::{with_scratch, Scratch};
+use driver::BSource;
 
-    /// The transposed view (no copy).
-    pub fn t(self) -> Self {
-        MatRef {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-        }
-    }
-
-    #[inline]
-    pub fn at(&self, i: usize, j: usize) -> f32 {
-        self.data[i * self.row_stride + j * self.col_stride]
-    }
-}
+/// Up to this many rows of A, a row-major B is read in place: packing it
+/// would cost as much memory traffic as the product itself.
+const DIRECT_B_MAX_M: usize = 64;
 
 /// C[M×N] (row-major, leading dimension `ldc`) = beta·C + A[M×K] · B[K×N].
 /// `beta == 0` overwrites C without reading it (NaNs in C do not leak).
+/// Runs on the kernel of [`dispatch::selected`], multithreaded on the
+/// current rayon pool when the product is large enough.
 pub fn gemm(a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize) {
+    gemm_with(dispatch::selected(), a, b, beta, c, ldc)
+}
+
+/// [`gemm`] on the kernel of `isa`. Panics unless `isa.is_available()`.
+pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize) {
+    assert!(
+        isa.is_available(),
+        "gemm: this CPU cannot run {} kernels",
+        isa.name()
+    );
     assert_eq!(
         a.cols, b.rows,
         "gemm: A is {}x{} but B is {}x{}",
         a.rows, a.cols, b.rows, b.cols
     );
     check_c(a.rows, b.cols, c.len(), ldc);
-    for i in 0..a.rows {
-        for j in 0..b.cols {
-            let mut acc = 0.0f32;
-            for p in 0..a.cols {
-                acc += a.at(i, p) * b.at(p, j);
-            }
-            let cij = &mut c[i * ldc + j];
-            *cij = if beta == 0.0 { acc } else { beta * *cij + acc };
-        }
+    if handled_without_product(a.rows, b.cols, a.cols, beta, c, ldc) {
+        return;
     }
+    let b_row_major = b.col_stride == 1 || b.cols == 1;
+    if b_row_major && a.rows == 1 {
+        driver::gemv(isa, a, b, beta, c);
+    } else if b_row_major && a.rows <= DIRECT_B_MAX_M {
+        driver::run(isa, a, &BSource::direct(b), beta, c, ldc);
+    } else {
+        let (k, n) = (b.rows, b.cols);
+        with_scratch(
+            Scratch::PackedB,
+            pack::strip_count(n) * k * pack::STRIP,
+            |strips| {
+                pack::pack_b(b, strips);
+                driver::run(isa, a, &BSource::Strips { strips, k, n }, beta, c, ldc);
+            },
+        );
+    }
+}
+
+/// C[M×N] = beta·C + A[M×K] · B, B [K×N] pre-packed: the fast path of
+/// every Linear layer, from decoder steps (M = 1..8) to whole batches.
+pub fn gemm_packed(a: MatRef, b: &PackedB, beta: f32, c: &mut [f32], ldc: usize) {
+    gemm_packed_with(dispatch::selected(), a, b, beta, c, ldc)
+}
+
+/// [`gemm_packed`] on the kernel of `isa`. Panics unless `isa.is_available()`.
+pub fn gemm_packed_with(isa: Isa, a: MatRef, b: &PackedB, beta: f32, c: &mut [f32], ldc: usize) {
+    assert!(
+        isa.is_available(),
+        "gemm_packed: this CPU cannot run {} kernels",
+        isa.name()
+    );
+    assert_eq!(
+        a.cols,
+        b.k(),
+        "gemm_packed: A has {} columns but B has K = {}",
+        a.cols,
+        b.k()
+    );
+    check_c(a.rows, b.n(), c.len(), ldc);
+    if handled_without_product(a.rows, b.n(), a.cols, beta, c, ldc) {
+        return;
+    }
+    driver::run(
+        isa,
+        a,
+        &BSource::Strips {
+            strips: b.strips(),
+            k: b.k(),
+            n: b.n(),
+        },
+        beta,
+        c,
+        ldc,
+    );
 }
 
 fn check_c(m: usize, n: usize, len: usize, ldc: usize) {
@@ -95,65 +125,26 @@ fn check_c(m: usize, n: usize, len: usize, ldc: usize) {
     }
 }
 
-/// B[K×N] packed once into the layout the micro-kernels read, for weights
-/// that are multiplied many times (every Linear layer).
-#[derive(Clone, Debug)]
-pub struct PackedB {
-    k: usize,
+/// Finishes empty products (M, N or K = 0) here, so the driver only sees
+/// real work: with K = 0, C = beta·C (zeros when beta == 0).
+fn handled_without_product(
+    m: usize,
     n: usize,
-    /// Placeholder layout: B row-major.
-    data: Vec<f32>,
-}
-
-impl PackedB {
-    /// Packs B [K×N] (any strides).
-    pub fn pack(b: MatRef) -> Self {
-        let mut data = Vec::with_capacity(b.rows * b.cols);
-        for p in 0..b.rows {
-            for j in 0..b.cols {
-                data.push(b.at(p, j));
-            }
-        }
-        PackedB {
-            k: b.rows,
-            n: b.cols,
-            data,
+    k: usize,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) -> bool {
+    if m == 0 || n == 0 {
+        return true;
+    }
+    if k > 0 {
+        return false;
+    }
+    for row in c.chunks_mut(ldc).take(m) {
+        for x in &mut row[..n] {
+            *x = if beta == 0.0 { 0.0 } else { beta * *x };
         }
     }
-
-    /// Packs B = Wᵀ for a PyTorch Linear weight W [N = out_features, K = in_features].
-    pub fn from_linear_weight(w: &[f32], out_features: usize, in_features: usize) -> Self {
-        Self::pack(MatRef::row_major(w, out_features, in_features).t())
-    }
-
-    /// K, the shared dimension.
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
-    /// N, the output width.
-    pub fn n(&self) -> usize {
-        self.n
-    }
-
-    /// The Linear weight W [N×K] this was packed from (for saving a model).
-    pub fn unpack_linear_weight(&self) -> Vec<f32> {
-        let mut w = vec![0.0; self.n * self.k];
-        for p in 0..self.k {
-            for j in 0..self.n {
-                w[j * self.k + p] = self.data[p * self.n + j];
-            }
-        }
-        w
-    }
-}
-
-/// C[M×N] = beta·C + A[M×K] · B, B pre-packed.
-pub fn gemm_packed(a: MatRef, b: &PackedB, beta: f32, c: &mut [f32], ldc: usize) {
-    assert_eq!(
-        a.cols, b.k,
-        "gemm_packed: A has {} columns but B has K = {}",
-        a.cols, b.k
-    );
-    gemm(a, MatRef::row_major(&b.data, b.k, b.n), beta, c, ldc);
+    true
 }

@@ -73,7 +73,8 @@ pub(crate) unsafe fn gelu<V: F32Vec>(x: V) -> V {
     let e = exp(sq_hi.mul(V::splat(-0.5)));
     let e = sq_lo.mul(V::splat(-0.5)).mul_add(e, e);
     let erfc = t.mul(q).mul(e);
-    let tail = x.mul(V::splat(0.5)).mul(erfc);
+    // From the clamped xc: past the clamp erfc is 0, and ±inf·0 would be NaN.
+    let tail = xc.mul(V::splat(0.5)).mul(erfc);
     x.select_lt(V::splat(0.0), tail, x.sub(tail))
 }
 

@@ -1,0 +1,416 @@
+//! The BLIS driver: five loops around the micro-kernel, each sizing one
+//! operand block for one cache level, and the split of C among threads.
+//!
+//! ```text
+//! loop 5  jc: NC columns of B / C          (B block KC×NC in L3)
+//! loop 4  pc: KC slice of the shared dim   (pack A block MC×KC -> L2)
+//! loop 3  ic: MC rows of A / C             (parallel: one A block per item)
+//! loop 2  jr: NR columns = one B micro-panel (KC×NR in L1)
+//! loop 1  ir: MR rows = one A micro-panel -> micro-kernel tile MR×NR
+//! ```
+//!
+//! B is never packed here: it comes packed whole (by `pack_b`, or a
+//! [`PackedB`](super::PackedB)) or is a row-major matrix read in place
+//! ([`BSource::Direct`], for few rows of A).
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::buffer::{with_scratch, AlignedBuf, Scratch};
+use super::microkernel::{with_kernel, BPanel, MicroKernel, MAX_TILE};
+use super::pack::{pack_a, pack_b_strip, row_panels, strip_count, STRIP};
+use super::MatRef;
+use crate::kernels::dispatch::Isa;
+
+/// Products smaller than this many multiply-adds stay on the calling thread:
+/// below it, waking a second thread costs more than it saves.
+const PAR_MIN_FMAS: usize = 1 << 19;
+
+/// KC when B is read in place: short slices keep the rows of B being read
+/// few (a handful of TLB pages and prefetch streams) while loop 2 sweeps
+/// along them. Measured on AVX-512 (Xeon, 1×512×2048 and 32×512×2048).
+const DIRECT_THIN_KC: usize = 32;
+const DIRECT_KC: usize = 48;
+
+/// Where the driver reads B [K×N] from.
+pub(super) enum BSource<'a> {
+    /// B [K×N] as packed strips spanning all of K (see `pack`).
+    Strips {
+        strips: &'a [f32],
+        k: usize,
+        n: usize,
+    },
+    /// A row-major B read in place; its last, partial strip (N % 16 columns)
+    /// is packed into `edge` [K×16] so no read runs past a row.
+    Direct { b: MatRef<'a>, edge: AlignedBuf },
+}
+
+impl<'a> BSource<'a> {
+    /// B [K×N] with unit column stride (or a single column).
+    pub(super) fn direct(b: MatRef<'a>) -> Self {
+        let mut edge = AlignedBuf::zeroed(0);
+        if !b.cols.is_multiple_of(STRIP) {
+            edge = AlignedBuf::zeroed(b.rows * STRIP);
+            pack_b_strip(b, b.cols / STRIP, edge.as_mut_slice());
+        }
+        BSource::Direct { b, edge }
+    }
+
+    fn n(&self) -> usize {
+        match self {
+            BSource::Strips { n, .. } => *n,
+            BSource::Direct { b, .. } => b.cols,
+        }
+    }
+
+    /// The panel starting at strip `js`, shared-dim row `pc`.
+    fn panel(&self, js: usize, pc: usize) -> BPanel {
+        match self {
+            BSource::Strips { strips, k, .. } => BPanel {
+                ptr: strips[(js * k + pc) * STRIP..].as_ptr(),
+                k_stride: STRIP,
+                strip_stride: k * STRIP,
+            },
+            BSource::Direct { b, edge } if js == b.cols / STRIP => BPanel {
+                ptr: edge.as_slice()[pc * STRIP..].as_ptr(),
+                k_stride: STRIP,
+                strip_stride: b.rows * STRIP,
+            },
+            BSource::Direct { b, .. } => BPanel {
+                ptr: b.data[pc * b.row_stride + js * STRIP..].as_ptr(),
+                k_stride: b.row_stride,
+                strip_stride: STRIP,
+            },
+        }
+    }
+
+    /// End of the strips from `js` (below `end`) that one [`BPanel`] covers.
+    fn run_end(&self, js: usize, end: usize) -> usize {
+        match self {
+            BSource::Strips { .. } => end,
+            BSource::Direct { b, .. } => {
+                let full = b.cols / STRIP;
+                if js < full {
+                    end.min(full)
+                } else {
+                    end
+                }
+            }
+        }
+    }
+}
+
+/// C[M×N] = beta·C + A[M×K]·B on `isa`'s kernel (M, N, K ≥ 1; shapes and
+/// C's extent checked by the caller, `isa` available).
+pub(super) fn run(isa: Isa, a: MatRef, b: &BSource, beta: f32, c: &mut [f32], ldc: usize) {
+    with_kernel!(isa, K => run_on::<K>(a, b, beta, c, ldc))
+}
+
+/// C's base pointer, shared by the threads that write its disjoint blocks.
+#[derive(Clone, Copy)]
+struct CPtr(*mut f32);
+// SAFETY: every work item writes a block of C no other item touches (see
+// `Plan::items`), and `run_on` holds the `&mut` to C until all items finish.
+unsafe impl Send for CPtr {}
+// SAFETY: as for Send; items only share the pointer value.
+unsafe impl Sync for CPtr {}
+
+/// One thread's share of a pass of loop 3: C rows × B strips.
+struct Item {
+    rows: Range<usize>,
+    strips: Range<usize>,
+}
+
+/// Block sizes and the split of C into work items for one product.
+struct Plan {
+    kc: usize,
+    nc_strips: usize,
+    /// Strips per tile in loop 2 (a power of two).
+    tile_strips: usize,
+    items: Vec<Item>,
+}
+
+impl Plan {
+    fn new<K: MicroKernel>(m: usize, n: usize, k: usize, threads: usize, direct: bool) -> Plan {
+        let n_strips = strip_count(n);
+        let (kc, tile_strips, row_blocks) = if m <= K::MR {
+            // Thin product: one wide tile streams B over the whole K with the
+            // C tile in registers; nothing to gain from KC blocking.
+            (k, K::max_strips(m), 1)
+        } else {
+            let kc = k.div_ceil(k.div_ceil(K::KC));
+            let mut blocks = m.div_ceil(K::MC);
+            if threads > 1 && blocks >= threads {
+                blocks = blocks.div_ceil(threads) * threads;
+            }
+            (kc, K::STRIPS, blocks)
+        };
+        // Too few row blocks for the threads: split the columns as well.
+        let wanted_col_splits = if row_blocks < threads {
+            threads.div_ceil(row_blocks)
+        } else {
+            1
+        };
+        let chunk = n_strips.div_ceil(wanted_col_splits).div_ceil(tile_strips) * tile_strips;
+        let mut items = Vec::new();
+        for r in 0..row_blocks {
+            let rows = r * m / row_blocks..(r + 1) * m / row_blocks;
+            for s0 in (0..n_strips).step_by(chunk) {
+                items.push(Item {
+                    rows: rows.clone(),
+                    strips: s0..(s0 + chunk).min(n_strips),
+                });
+            }
+        }
+        let kc = match (direct, m <= K::MR) {
+            (true, true) => k.div_ceil(k.div_ceil(DIRECT_THIN_KC)),
+            (true, false) => k.div_ceil(k.div_ceil(DIRECT_KC)),
+            (false, _) => kc,
+        };
+        Plan {
+            kc,
+            nc_strips: K::NC / STRIP,
+            tile_strips,
+            items,
+        }
+    }
+}
+
+fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, c: &mut [f32], ldc: usize) {
+    let (m, k, n) = (a.rows, a.cols, b.n());
+    let threads = if m * n * k >= PAR_MIN_FMAS {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let plan = Plan::new::<K>(m, n, k, threads, matches!(b, BSource::Direct { .. }));
+    let a_len: usize = plan
+        .items
+        .iter()
+        .map(|item| item.rows.len() * plan.kc)
+        .sum();
+    let c = CPtr(c.as_mut_ptr());
+    with_scratch(Scratch::ABlocks, a_len, |a_scratch| {
+        let mut a_blocks = Vec::with_capacity(plan.items.len());
+        let mut rest = a_scratch;
+        for item in &plan.items {
+            let (block, tail) = rest.split_at_mut(item.rows.len() * plan.kc);
+            a_blocks.push(block);
+            rest = tail;
+        }
+        five_loops::<K>(a, b, beta, c, ldc, &plan, &mut a_blocks, threads);
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn five_loops<K: MicroKernel>(
+    a: MatRef,
+    b: &BSource,
+    beta: f32,
+    c: CPtr,
+    ldc: usize,
+    plan: &Plan,
+    a_blocks: &mut [&mut [f32]],
+    threads: usize,
+) {
+    let (k, n) = (a.cols, b.n());
+    let n_strips = strip_count(n);
+
+    // Loop 5 (jc, NC): blocks of columns.
+    for jc in (0..n_strips).step_by(plan.nc_strips) {
+        let jc_strips = jc..(jc + plan.nc_strips).min(n_strips);
+        // Loop 4 (pc, KC): slices of the shared dimension; the first applies
+        // beta, later ones accumulate.
+        for pc in (0..k).step_by(plan.kc) {
+            let kc = plan.kc.min(k - pc);
+            let beta = if pc == 0 { beta } else { 1.0 };
+            // Loop 3 (ic, MC): blocks of rows, one work item each.
+            let work = |(item, a_block): (&Item, &mut &mut [f32])| {
+                let strips =
+                    item.strips.start.max(jc_strips.start)..item.strips.end.min(jc_strips.end);
+                if strips.is_empty() {
+                    return;
+                }
+                let a_block = &mut a_block[..item.rows.len() * kc];
+                pack_a(a, item.rows.clone(), K::MR, pc, kc, a_block);
+                let block = Block {
+                    a: a_block,
+                    rows: item.rows.clone(),
+                    kc,
+                    pc,
+                    strips,
+                };
+                macro_kernel::<K>(&block, plan.tile_strips, b, beta, c, ldc, n);
+            };
+            if threads > 1 && plan.items.len() > 1 {
+                plan.items
+                    .par_iter()
+                    .zip(a_blocks.par_iter_mut())
+                    .for_each(work);
+            } else {
+                plan.items.iter().zip(a_blocks.iter_mut()).for_each(work);
+            }
+        }
+    }
+}
+
+/// A packed A block and the part of C it produces in one pass of loop 3.
+struct Block<'a> {
+    /// Rows `rows` × shared dims pc..pc+kc, packed by `pack_a`.
+    a: &'a [f32],
+    rows: Range<usize>,
+    kc: usize,
+    pc: usize,
+    strips: Range<usize>,
+}
+
+fn macro_kernel<K: MicroKernel>(
+    blk: &Block,
+    tile_strips: usize,
+    b: &BSource,
+    beta: f32,
+    c: CPtr,
+    ldc: usize,
+    n: usize,
+) {
+    // Loop 2 (jr, NR): one B micro-panel of `s` strips per step.
+    let mut js = blk.strips.start;
+    while js < blk.strips.end {
+        let avail = b.run_end(js, blk.strips.end) - js;
+        let s = if avail >= tile_strips {
+            tile_strips
+        } else {
+            1 << avail.ilog2()
+        };
+        let panel = b.panel(js, blk.pc);
+        // Loop 1 (ir, MR): one A micro-panel per tile.
+        for (r0, height) in row_panels(blk.rows.len(), K::MR) {
+            let a_panel = &blk.a[r0 * blk.kc..(r0 + height) * blk.kc];
+            let at = (blk.rows.start + r0, js * STRIP);
+            run_tile::<K>(height, s, blk.kc, a_panel, panel, beta, c, at, ldc, n);
+        }
+        js += s;
+    }
+}
+
+/// One micro-kernel call for C[at.0.., at.1..]; a tile that sticks out past
+/// column N goes through a scratch tile and only its valid part is stored.
+#[allow(clippy::too_many_arguments)]
+fn run_tile<K: MicroKernel>(
+    rows: usize,
+    strips: usize,
+    kc: usize,
+    a_panel: &[f32],
+    panel: BPanel,
+    beta: f32,
+    c: CPtr,
+    at: (usize, usize),
+    ldc: usize,
+    n: usize,
+) {
+    let width = strips * STRIP;
+    let (i0, j0) = at;
+    if j0 + width <= n {
+        // SAFETY: the plan only makes tiles with rows ≤ MR and strips a power
+        // of two ≤ max_strips(rows); a_panel holds kc·rows values; `panel`
+        // covers kc rows of `strips` strips inside B (or its padding); C rows
+        // i0..i0+rows, columns j0..j0+width lie inside the M×N matrix the
+        // caller checked against C's length, and no other item writes them.
+        unsafe {
+            K::tile(
+                rows,
+                strips,
+                kc,
+                a_panel.as_ptr(),
+                panel,
+                c.0.add(i0 * ldc + j0),
+                ldc,
+                beta,
+            )
+        }
+        return;
+    }
+    let mut scratch = [0.0f32; MAX_TILE];
+    // SAFETY: as above for A and B; the scratch tile holds rows·width ≤
+    // MAX_TILE values at stride `width`.
+    unsafe {
+        K::tile(
+            rows,
+            strips,
+            kc,
+            a_panel.as_ptr(),
+            panel,
+            scratch.as_mut_ptr(),
+            width,
+            0.0,
+        )
+    }
+    let valid = n - j0;
+    for (i, tile_row) in scratch.chunks_exact(width).take(rows).enumerate() {
+        // SAFETY: row i0+i, columns j0..n of C are inside the checked M×N
+        // matrix and written by this item only.
+        let c_row = unsafe { std::slice::from_raw_parts_mut(c.0.add((i0 + i) * ldc + j0), valid) };
+        for (dst, &x) in c_row.iter_mut().zip(tile_row) {
+            *dst = if beta == 0.0 { x } else { beta * *dst + x };
+        }
+    }
+}
+
+/// Columns of y one GEMV pass covers: y (8 KiB) stays in L1 while the rows
+/// of B stream past.
+const GEMV_COLS: usize = 2048;
+
+/// C[1×N] = beta·C + a[1×K]·B[K×N] with B row-major (unit column stride):
+/// GEMV walking B's rows, threaded over column ranges when large (K, N ≥ 1;
+/// shapes checked by the caller, `isa` available).
+pub(super) fn gemv(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
+    with_kernel!(isa, K => gemv_on::<K>(a, b, beta, c))
+}
+
+fn gemv_on<K: MicroKernel>(a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
+    let (k, n) = (a.cols, b.cols);
+    let a_row: Vec<f32> = (0..k).map(|p| a.at(0, p)).collect();
+    let b_rows = &b.data[..(k - 1) * b.row_stride + n];
+    let y = &mut c[..n];
+    if beta == 0.0 {
+        y.fill(0.0);
+    } else if beta != 1.0 {
+        y.iter_mut().for_each(|v| *v *= beta);
+    }
+    let threads = if n * k >= PAR_MIN_FMAS {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let chunk = n.div_ceil(threads).next_multiple_of(STRIP).min(GEMV_COLS);
+    let run = |(ci, y_chunk): (usize, &mut [f32])| {
+        let b_chunk = &b_rows[ci * chunk..];
+        let mut scratch = [0.0f32; GEMV_COLS + ALIAS_PAD];
+        let offset = unaliased_offset(b_chunk.as_ptr(), &scratch);
+        let y_local = &mut scratch[offset..][..y_chunk.len()];
+        y_local.copy_from_slice(y_chunk);
+        // SAFETY: `gemv`, our only caller, is only given available ISAs.
+        unsafe { K::gemv(&a_row, b_chunk, b.row_stride, y_local) }
+        y_chunk.copy_from_slice(y_local);
+    };
+    if threads > 1 {
+        y.par_chunks_mut(chunk).enumerate().for_each(run);
+    } else {
+        y.chunks_mut(chunk).enumerate().for_each(run);
+    }
+}
+
+/// Slack in the GEMV's y buffer for placing it away from B mod 4 KiB.
+const ALIAS_PAD: usize = 1024 + STRIP;
+
+/// Where in `scratch` to put y so that y[j] and B[·, j] never share their
+/// address mod 4 KiB: the core would take each store to y as a possible
+/// write to the next B load at that page offset ("4K aliasing") and stall.
+fn unaliased_offset(b: *const f32, scratch: &[f32]) -> usize {
+    const PAGE: usize = 4096;
+    let want = (b as usize + PAGE / 4) % PAGE;
+    let have = scratch.as_ptr() as usize % PAGE;
+    let bytes = (want + PAGE - have) % PAGE;
+    (bytes / std::mem::size_of::<f32>()) % (ALIAS_PAD - STRIP)
+}

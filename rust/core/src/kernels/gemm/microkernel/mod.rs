@@ -1,0 +1,133 @@
+//! Micro-kernels: the innermost loop of the GEMM, one per instruction set.
+//!
+//! A micro-kernel computes one *tile* C[r × 16·s] = beta·C + Ã·B̃ over a KC
+//! slice of the shared dimension, keeping the whole tile in registers: Ã is a
+//! packed A row panel (r values per k step, see `pack`), B̃ is `s` strips of
+//! 16 columns ([`BPanel`]). The big tile (MR × NR, NR = 16·STRIPS) is what
+//! large products run on; products with few rows use a thin tile that is
+//! wider (more strips) so enough independent accumulators hide FMA latency.
+
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub(super) mod neon;
+pub(super) mod scalar;
+
+/// Where a tile's B operand lives: element (p, j) of the kc × 16·s block is
+/// at `ptr + p·k_stride + (j / 16)·strip_stride + j % 16`. Packed strips have
+/// `k_stride = 16`; a row-major B read in place has `k_stride = ldb` and
+/// `strip_stride = 16`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct BPanel {
+    pub ptr: *const f32,
+    pub k_stride: usize,
+    pub strip_stride: usize,
+}
+
+/// Elements of the largest tile any kernel has (r·s ≤ 28 strips of 16).
+pub(super) const MAX_TILE: usize = 28 * 16;
+
+/// One instruction set's micro-kernel and the cache blocking tuned for it.
+pub(super) trait MicroKernel {
+    /// Rows of the big tile.
+    const MR: usize;
+    /// Strips (of 16 columns) of the big tile: NR = 16·STRIPS.
+    const STRIPS: usize;
+    /// Rows of A packed per block (A block MC×KC stays in L2).
+    const MC: usize;
+    /// Shared-dimension slice per block (a B micro-panel KC×NR stays in L1).
+    const KC: usize;
+    /// Columns of B swept per block (a KC×NC block of B stays in L3).
+    const NC: usize;
+
+    /// The widest tile, in strips (a power of two ≥ STRIPS), for a panel of
+    /// `rows ≤ MR` rows.
+    fn max_strips(rows: usize) -> usize;
+
+    /// C[rows × 16·strips] (leading dimension `ldc`) = beta·C + Ã·B̃ over `kc`
+    /// steps; `beta == 0` writes C without reading it.
+    ///
+    /// # Safety
+    /// The CPU runs this kernel's ISA; `1 ≤ rows ≤ MR`; `strips` is a power of
+    /// two ≤ `max_strips(rows)`; `a` is readable for `kc·rows` f32; `b` for
+    /// `kc` rows of `strips` strips; `c` writable (and, unless `beta == 0`,
+    /// readable) for `rows` rows of `16·strips` f32 at stride `ldc`.
+    #[allow(clippy::too_many_arguments)] // a BLIS micro-kernel's operands, kept flat
+    unsafe fn tile(
+        rows: usize,
+        strips: usize,
+        kc: usize,
+        a: *const f32,
+        b: BPanel,
+        c: *mut f32,
+        ldc: usize,
+        beta: f32,
+    );
+
+    /// y[0..n] += Σ_{p<K} a[p] · B[p, 0..n], B row-major (row `p` at
+    /// `b[p·ldb..][..n]`, K = `a.len()`, n = `y.len()`): the GEMV of one row of
+    /// A, walking a few rows of B front to back at a time so the hardware
+    /// prefetchers see plain sequential streams.
+    ///
+    /// # Safety
+    /// The CPU runs this kernel's ISA. (Slice bounds are checked.)
+    unsafe fn gemv(a: &[f32], b: &[f32], ldb: usize, y: &mut [f32]);
+}
+
+/// Panics unless `b` holds K = `a.len()` rows of `n` columns at stride `ldb`.
+pub(super) fn check_gemv(a: &[f32], b: &[f32], ldb: usize, n: usize) {
+    if !a.is_empty() && n > 0 {
+        assert!(
+            (a.len() - 1) * ldb + n <= b.len(),
+            "gemv: B too short for {}x{n} at stride {ldb}",
+            a.len()
+        );
+    }
+}
+
+/// Turns run-time (rows, strips) into a call of the monomorphised
+/// `tile::<R, S>` listed for it; `tile` must be the kernel's generic fn.
+macro_rules! tile_table {
+    ($rows:expr, $strips:expr, $args:tt, [$(($r:literal, $s:literal)),* $(,)?]) => {
+        match ($rows, $strips) {
+            $(($r, $s) => tile_table!(@call $r, $s, $args),)*
+            (r, s) => unreachable!("no {r}-row {s}-strip tile"),
+        }
+    };
+    (@call $r:literal, $s:literal, ($($arg:expr),*)) => {
+        tile::<$r, $s>($($arg),*)
+    };
+}
+pub(super) use tile_table;
+
+/// Evaluates `$body` with `$K` naming the micro-kernel type of `$isa`.
+macro_rules! with_kernel {
+    ($isa:expr, $K:ident => $body:expr) => {
+        match $isa {
+            $crate::kernels::dispatch::Isa::Scalar => {
+                type $K = $crate::kernels::gemm::microkernel::scalar::Scalar;
+                $body
+            }
+            #[cfg(target_arch = "x86_64")]
+            $crate::kernels::dispatch::Isa::Avx2 => {
+                type $K = $crate::kernels::gemm::microkernel::avx2::Avx2;
+                $body
+            }
+            #[cfg(target_arch = "x86_64")]
+            $crate::kernels::dispatch::Isa::Avx512 => {
+                type $K = $crate::kernels::gemm::microkernel::avx512::Avx512;
+                $body
+            }
+            #[cfg(target_arch = "aarch64")]
+            $crate::kernels::dispatch::Isa::Neon => {
+                type $K = $crate::kernels::gemm::microkernel::neon::Neon;
+                $body
+            }
+            #[allow(unreachable_patterns)]
+            other => unreachable!("no GEMM kernel for {}", other.name()),
+        }
+    };
+}
+pub(super) use with_kernel;

@@ -1,0 +1,136 @@
+//! Packing: copying operands into the exact order the micro-kernels read.
+//!
+//! B [K×N] is cut into *strips* of [`STRIP`] columns; strip `s` holds rows
+//! 0..K one after another, row `p` being `B[p, 16s .. 16s+16]` (the last strip
+//! zero-padded). A kernel whose tile is NR = 16·S columns wide reads S
+//! neighbouring strips. Strips span the whole K, so one packed B serves every
+//! KC block: block `pc` of a strip starts at row `pc`.
+//!
+//! A rows [i0, i0+mc) × columns [p0, p0+kc) are cut into row panels of at
+//! most MR rows; a panel of `r` rows is stored k-major (`r` values of column
+//! `p`, then column `p+1`, ...), so the kernel reads it front to back.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::MatRef;
+
+/// Columns per B strip: one AVX-512 vector, two AVX2 vectors, four NEON vectors.
+pub(super) const STRIP: usize = 16;
+
+/// Packing B in parallel pays off above this many elements.
+const PAR_PACK_MIN: usize = 1 << 16;
+
+/// Splits `rows` rows into `ceil(rows / mr)` panels of near-equal height
+/// (heights differ by at most one), as `(first row, height)`. Even heights
+/// keep every tile close to the kernel's full MR instead of leaving one
+/// thin remainder tile.
+pub(super) fn row_panels(rows: usize, mr: usize) -> impl Iterator<Item = (usize, usize)> {
+    let count = rows.div_ceil(mr);
+    let (base, extra) = rows
+        .checked_div(count)
+        .map_or((0, 0), |base| (base, rows % count));
+    (0..count).map(move |t| {
+        let height = base + usize::from(t < extra);
+        let start = t * base + t.min(extra);
+        (start, height)
+    })
+}
+
+/// Packs A[rows, p0..p0+kc] into `out` as the row panels of [`row_panels`];
+/// the panel starting at block row `r0` begins at `out[r0 * kc]`.
+pub(super) fn pack_a(
+    a: MatRef,
+    rows: Range<usize>,
+    mr: usize,
+    p0: usize,
+    kc: usize,
+    out: &mut [f32],
+) {
+    let mc = rows.len();
+    for (r0, height) in row_panels(mc, mr) {
+        let panel = &mut out[r0 * kc..(r0 + height) * kc];
+        for i in 0..height {
+            let row = rows.start + r0 + i;
+            let base = row * a.row_stride + p0 * a.col_stride;
+            for p in 0..kc {
+                panel[p * height + i] = a.data[base + p * a.col_stride];
+            }
+        }
+    }
+}
+
+/// Number of strips of a B with `n` columns.
+pub(super) fn strip_count(n: usize) -> usize {
+    n.div_ceil(STRIP)
+}
+
+/// Strips packed together by one task: a row-major B is then read in runs
+/// of 8 × 64 bytes per row, enough for the prefetchers to stream it.
+const STRIP_GROUP: usize = 8;
+
+/// Packs all of B [K×N] into `out` (`strip_count(N) · K · 16` elements),
+/// padding columns set to 0.
+pub(super) fn pack_b(b: MatRef, out: &mut [f32]) {
+    let group_len = b.rows * STRIP * STRIP_GROUP;
+    if group_len == 0 {
+        return;
+    }
+    let pack_group = |(g, strips): (usize, &mut [f32])| pack_b_strips(b, g * STRIP_GROUP, strips);
+    if b.rows * b.cols >= PAR_PACK_MIN {
+        out.par_chunks_mut(group_len)
+            .enumerate()
+            .for_each(pack_group);
+    } else {
+        out.chunks_mut(group_len).enumerate().for_each(pack_group);
+    }
+}
+
+/// Packs the strips from `first` on into `out` (whole strips of K×16).
+fn pack_b_strips(b: MatRef, first: usize, out: &mut [f32]) {
+    let strip_len = b.rows * STRIP;
+    if b.col_stride != 1 {
+        for (s, strip) in out.chunks_mut(strip_len).enumerate() {
+            pack_b_strip(b, first + s, strip);
+        }
+        return;
+    }
+    // Row-major B: walk the rows once, scattering each into the strips.
+    let j0 = first * STRIP;
+    let width = (out.len() / strip_len * STRIP).min(b.cols - j0);
+    for p in 0..b.rows {
+        let row = &b.data[p * b.row_stride + j0..][..width];
+        for (s, src) in row.chunks(STRIP).enumerate() {
+            let dst = &mut out[s * strip_len + p * STRIP..][..STRIP];
+            dst[..src.len()].copy_from_slice(src);
+            dst[src.len()..].fill(0.0);
+        }
+    }
+}
+
+/// Packs strip `s` of B (columns 16s..16s+16, all K rows) into `strip`
+/// [K×16], padding columns set to 0.
+pub(super) fn pack_b_strip(b: MatRef, s: usize, strip: &mut [f32]) {
+    let j0 = s * STRIP;
+    let width = STRIP.min(b.cols - j0);
+    if width < STRIP {
+        strip.fill(0.0);
+    }
+    if b.col_stride == 1 {
+        // Row-major B: each strip row is a contiguous copy.
+        for (p, dst) in strip.chunks_exact_mut(STRIP).enumerate() {
+            let src = p * b.row_stride + j0;
+            dst[..width].copy_from_slice(&b.data[src..src + width]);
+        }
+    } else {
+        // Column-major B (e.g. a Linear weight seen as Wᵀ): walk each column
+        // contiguously; the strip (K×64 bytes) stays in cache meanwhile.
+        for jj in 0..width {
+            let col = (j0 + jj) * b.col_stride;
+            for p in 0..b.rows {
+                strip[p * STRIP + jj] = b.data[col + p * b.row_stride];
+            }
+        }
+    }
+}

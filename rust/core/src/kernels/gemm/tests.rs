@@ -1,0 +1,374 @@
+//! One suite, run against every ISA this host has, holding each kernel to a
+//! plain f64 reference.
+
+use super::*;
+use crate::kernels::dispatch;
+
+/// xorshift64*: deterministic, good enough to fill matrices.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [-1, 1).
+    fn f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    fn vec(&mut self, len: usize) -> Vec<f32> {
+        (0..len).map(|_| self.f32()).collect()
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// C = beta·C + A·B accumulated in f64, plus the bound on f32 rounding error
+/// for each element: k·2⁻²³·(Σ|a·b| + |beta·c|) (generous; a wrong index or
+/// a missed k step is off by O(1) of that sum).
+fn reference(a: MatRef, b: MatRef, beta: f32, c: &[f32], ldc: usize) -> (Vec<f32>, Vec<f32>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let mut out = c.to_vec();
+    let mut bound = vec![0.0f32; c.len()];
+    for i in 0..m {
+        for j in 0..n {
+            let (mut acc, mut mag) = (0.0f64, 0.0f64);
+            for p in 0..k {
+                let t = a.at(i, p) as f64 * b.at(p, j) as f64;
+                acc += t;
+                mag += t.abs();
+            }
+            let old = if beta == 0.0 {
+                0.0
+            } else {
+                beta as f64 * c[i * ldc + j] as f64
+            };
+            out[i * ldc + j] = (acc + old) as f32;
+            bound[i * ldc + j] =
+                ((k + 2) as f64 * f32::EPSILON as f64 * (mag + old.abs()) + 1e-30) as f32;
+        }
+    }
+    (out, bound)
+}
+
+fn assert_close(got: &[f32], want: &[f32], bound: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len());
+    for (idx, ((&g, &w), &e)) in got.iter().zip(want).zip(bound).enumerate() {
+        let ok = if w.is_nan() {
+            g.is_nan()
+        } else {
+            (g - w).abs() <= e
+        };
+        assert!(
+            ok,
+            "{what}: element {idx}: got {g}, want {w} (tolerance {e})"
+        );
+    }
+}
+
+/// A [m×k] stored one of four ways, as a view over its own storage.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    RowMajor,
+    /// Stored transposed (column-major view).
+    Transposed,
+    /// Row-major with padded rows.
+    PaddedRows,
+    /// Every other column of a wider row-major matrix.
+    EveryOtherCol,
+}
+
+const LAYOUTS: [Layout; 4] = [
+    Layout::RowMajor,
+    Layout::Transposed,
+    Layout::PaddedRows,
+    Layout::EveryOtherCol,
+];
+
+fn storage(layout: Layout, rows: usize, cols: usize, rng: &mut Rng) -> (Vec<f32>, usize, usize) {
+    let (len, rs, cs) = match layout {
+        Layout::RowMajor => (rows * cols, cols, 1),
+        Layout::Transposed => (rows * cols, 1, rows),
+        Layout::PaddedRows => (rows * (cols + 3), cols + 3, 1),
+        Layout::EveryOtherCol => (rows * 2 * cols, 2 * cols, 2),
+    };
+    (rng.vec(len.max(1)), rs, cs)
+}
+
+/// Runs gemm and gemm_packed for one case on `isa` and checks both.
+#[allow(clippy::too_many_arguments)]
+fn check_case(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    n: usize,
+    la: Layout,
+    lb: Layout,
+    beta: f32,
+    rng: &mut Rng,
+) {
+    let (ad, ars, acs) = storage(la, m, k, rng);
+    let (bd, brs, bcs) = storage(lb, k, n, rng);
+    let a = MatRef::new(&ad, m, k, ars, acs);
+    let b = MatRef::new(&bd, k, n, brs, bcs);
+    let ldc = n + rng.below(3);
+    let c0 = rng.vec((m * ldc).max(1));
+    let (want, bound) = reference(a, b, beta, &c0, ldc);
+    let what = format!(
+        "{} m={m} k={k} n={n} A {la:?} B {lb:?} beta={beta}",
+        isa.name()
+    );
+
+    let mut c = c0.clone();
+    gemm_with(isa, a, b, beta, &mut c, ldc);
+    assert_close(&c, &want, &bound, &format!("gemm {what}"));
+
+    let mut c = c0.clone();
+    gemm_packed_with(isa, a, &PackedB::pack(b), beta, &mut c, ldc);
+    assert_close(&c, &want, &bound, &format!("gemm_packed {what}"));
+}
+
+#[test]
+fn shapes_around_tile_and_block_edges() {
+    // 0/1, odd sizes, MR (4, 6, 14) ± 1, strips (16, 32, 64, 128) ± 1, KC ± 1, MC.
+    let dims = [0, 1, 2, 3, 5, 7, 13, 14, 15, 17, 29, 31, 33, 63, 65];
+    let mut rng = Rng(0x5EED);
+    for isa in dispatch::available() {
+        for &m in &dims {
+            for &n in &dims {
+                let k = dims[rng.below(dims.len())];
+                check_case(
+                    isa,
+                    m,
+                    k,
+                    n,
+                    Layout::RowMajor,
+                    Layout::RowMajor,
+                    0.0,
+                    &mut rng,
+                );
+            }
+        }
+        for (m, k, n) in [
+            (1, 255, 127),
+            (1, 257, 129),
+            (6, 256, 200),
+            (8, 300, 129),
+            (29, 257, 97),
+            (64, 100, 70),
+        ] {
+            check_case(
+                isa,
+                m,
+                k,
+                n,
+                Layout::RowMajor,
+                Layout::RowMajor,
+                0.0,
+                &mut rng,
+            );
+        }
+        for (m, k, n) in [
+            (65, 255, 33),
+            (120, 257, 47),
+            (169, 64, 40),
+            (170, 513, 17),
+            (200, 40, 2100),
+        ] {
+            check_case(
+                isa,
+                m,
+                k,
+                n,
+                Layout::RowMajor,
+                Layout::RowMajor,
+                1.0,
+                &mut rng,
+            );
+        }
+    }
+}
+
+#[test]
+fn views_and_beta() {
+    let mut rng = Rng(42);
+    for isa in dispatch::available() {
+        for la in LAYOUTS {
+            for lb in LAYOUTS {
+                for beta in [0.0, 1.0, -0.5] {
+                    let (m, k, n) = (
+                        [1, 3, 9, 70][rng.below(4)],
+                        1 + rng.below(40),
+                        1 + rng.below(50),
+                    );
+                    check_case(isa, m, k, n, la, lb, beta, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn beta_zero_ignores_nan_in_c() {
+    let mut rng = Rng(7);
+    for isa in dispatch::available() {
+        for (m, k, n) in [(1, 8, 5), (3, 17, 40), (20, 33, 130), (1, 0, 4)] {
+            let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
+            let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
+            let (want, bound) = reference(a, b, 0.0, &vec![0.0; m * n], n);
+            let mut c = vec![f32::NAN; m * n];
+            gemm_with(isa, a, b, 0.0, &mut c, n);
+            assert_close(&c, &want, &bound, &format!("gemm {} NaN C", isa.name()));
+            let mut c = vec![f32::NAN; m * n];
+            gemm_packed_with(isa, a, &PackedB::pack(b), 0.0, &mut c, n);
+            assert_close(
+                &c,
+                &want,
+                &bound,
+                &format!("gemm_packed {} NaN C", isa.name()),
+            );
+        }
+    }
+}
+
+#[test]
+fn padding_of_c_is_untouched() {
+    let mut rng = Rng(11);
+    for isa in dispatch::available() {
+        let (m, k, n, ldc) = (19, 23, 37, 45);
+        let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
+        let mut c = vec![f32::NAN; m * ldc];
+        gemm_with(
+            isa,
+            MatRef::row_major(&ad, m, k),
+            MatRef::row_major(&bd, k, n),
+            0.0,
+            &mut c,
+            ldc,
+        );
+        for (i, row) in c.chunks(ldc).enumerate() {
+            assert!(
+                row[..n].iter().all(|x| x.is_finite()),
+                "{} row {i} not written",
+                isa.name()
+            );
+            assert!(
+                row[n..].iter().all(|x| x.is_nan()),
+                "{} row {i} padding written",
+                isa.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn linear_weight_packs_and_unpacks() {
+    let mut rng = Rng(3);
+    for isa in dispatch::available() {
+        for (out_f, in_f, m) in [
+            (1, 1, 1),
+            (17, 5, 2),
+            (33, 64, 9),
+            (100, 31, 40),
+            (0, 4, 1),
+            (3, 0, 2),
+        ] {
+            let w = rng.vec(out_f * in_f);
+            let packed = PackedB::from_linear_weight(&w, out_f, in_f);
+            assert_eq!((packed.k(), packed.n()), (in_f, out_f));
+            assert_eq!(packed.unpack_linear_weight(), w);
+            let x = rng.vec(m * in_f);
+            let (xa, wt) = (
+                MatRef::row_major(&x, m, in_f),
+                MatRef::row_major(&w, out_f, in_f).t(),
+            );
+            let (want, bound) = reference(xa, wt, 0.0, &vec![0.0; m * out_f], out_f);
+            let mut y = vec![f32::NAN; m * out_f];
+            gemm_packed_with(isa, xa, &packed, 0.0, &mut y, out_f);
+            assert_close(
+                &y,
+                &want,
+                &bound,
+                &format!("x @ Wᵀ {} {m}x{in_f}x{out_f}", isa.name()),
+            );
+        }
+    }
+}
+
+fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+#[test]
+fn threads_give_the_single_thread_result() {
+    let mut rng = Rng(99);
+    for isa in dispatch::available() {
+        for (m, k, n) in [
+            (1, 700, 1000),
+            (5, 300, 700),
+            (40, 200, 300),
+            (300, 150, 77),
+            (90, 260, 500),
+        ] {
+            let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
+            let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
+            let packed = PackedB::pack(b);
+            let run = |threads| {
+                in_pool(threads, || {
+                    let mut c = vec![0.0; m * n];
+                    gemm_with(isa, a, b, 0.0, &mut c, n);
+                    let mut cp = vec![0.0; m * n];
+                    gemm_packed_with(isa, a, &packed, 0.0, &mut cp, n);
+                    (c, cp)
+                })
+            };
+            assert_eq!(run(1), run(3), "{} m={m} k={k} n={n}", isa.name());
+        }
+    }
+}
+
+#[test]
+fn nested_inside_parallel_loop() {
+    use rayon::prelude::*;
+    let mut rng = Rng(5);
+    let (m, k, n) = (64, 128, 96);
+    let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
+    let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
+    let (want, bound) = reference(a, b, 0.0, &vec![0.0; m * n], n);
+    let results: Vec<Vec<f32>> = in_pool(2, || {
+        (0..6)
+            .into_par_iter()
+            .map(|_| {
+                let mut c = vec![0.0; m * n];
+                gemm(a, b, 0.0, &mut c, n);
+                c
+            })
+            .collect()
+    });
+    for c in results {
+        assert_close(&c, &want, &bound, "nested gemm");
+    }
+}
+
+#[test]
+#[should_panic(expected = "A is 2x3 but B is 4x2")]
+fn mismatched_shapes_panic() {
+    let d = [0.0; 12];
+    gemm(
+        MatRef::row_major(&d, 2, 3),
+        MatRef::row_major(&d, 4, 2),
+        0.0,
+        &mut [0.0; 4],
+        2,
+    );
+}

@@ -104,7 +104,7 @@ pub fn scaled_dot_product_attention<'py>(
 }
 
 /// 1/sqrt(D), PyTorch's default; 1 for D = 0, where every score is 0 anyway.
-pub(super) fn default_scale(d: usize) -> f32 {
+fn default_scale(d: usize) -> f32 {
     if d == 0 {
         1.0
     } else {

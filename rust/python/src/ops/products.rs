@@ -128,7 +128,7 @@ pub fn linear<'py>(
 
 /// out [R×N] = x [R×K] · weightᵀ + bias, weight [N×K], bias [N]; `out` is
 /// zeroed. Shared with multi_head_attention's projections.
-pub(super) fn linear_rows(
+fn linear_rows(
     x: &[f32],
     k: usize,
     weight: &[f32],

@@ -62,3 +62,30 @@ def multi_head_attention(
     attn_mask: ONE additive float mask [B or 1, H or 1, Tq or 1, Tk] (ops.py merges
     key_padding_mask and attn_mask into it). Passing the same buffer as query, key
     and value (or key and value) fuses their projections."""
+
+# --- model: model.py validates and converts first (int64 / float32 / bool, C order).
+
+I64 = npt.NDArray[np.int64]
+
+class NativeTransformer:
+    """Immutable encoder-decoder model; safe to share between threads."""
+    @staticmethod
+    def load(path: str) -> NativeTransformer: ...
+    @staticmethod
+    def from_tensors(config_json: str, names: list[str], arrays: list[F32]) -> NativeTransformer: ...
+    def save(self, path: str) -> None: ...
+    @property
+    def config_json(self) -> str: ...
+    def encode(self, src: I64) -> F32: ...
+    def decode(
+        self, tgt: I64, memory: F32, memory_key_padding_mask: npt.NDArray[np.bool_] | None = None
+    ) -> F32: ...
+    def forward(self, src: I64, tgt: I64) -> F32: ...
+    def generate(
+        self,
+        src: I64,
+        max_new_tokens: int,
+        beam_size: int,
+        length_penalty: float,
+        num_hypotheses: int,
+    ) -> list[list[tuple[list[int], float]]]: ...

@@ -20,12 +20,8 @@ use rayon::prelude::*;
 use super::buffer::{with_scratch, AlignedBuf, Scratch};
 use super::microkernel::{with_kernel, BPanel, MicroKernel, MAX_TILE};
 use super::pack::{pack_a, pack_b_strip, row_panels, strip_count, STRIP};
-use super::MatRef;
+use super::{runs_on_calling_thread, MatRef};
 use crate::kernels::dispatch::Isa;
-
-/// Products smaller than this many multiply-adds stay on the calling thread:
-/// below it, waking a second thread costs more than it saves.
-const PAR_MIN_FMAS: usize = 1 << 19;
 
 /// KC when B is read in place: short slices keep the rows of B being read
 /// few (a handful of TLB pages and prefetch streams) while loop 2 sweeps
@@ -179,7 +175,7 @@ impl Plan {
 
 fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, c: &mut [f32], ldc: usize) {
     let (m, k, n) = (a.rows, a.cols, b.n());
-    let threads = if m * n * k >= PAR_MIN_FMAS {
+    let threads = if !runs_on_calling_thread(m, k, n) {
         rayon::current_num_threads()
     } else {
         1
@@ -378,7 +374,7 @@ fn gemv_on<K: MicroKernel>(a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
     } else if beta != 1.0 {
         y.iter_mut().for_each(|v| *v *= beta);
     }
-    let threads = if n * k >= PAR_MIN_FMAS {
+    let threads = if !runs_on_calling_thread(1, k, n) {
         rayon::current_num_threads()
     } else {
         1

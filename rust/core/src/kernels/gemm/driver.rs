@@ -130,17 +130,25 @@ struct Plan {
 impl Plan {
     fn new<K: MicroKernel>(m: usize, n: usize, k: usize, threads: usize, direct: bool) -> Plan {
         let n_strips = strip_count(n);
-        let (kc, tile_strips, row_blocks) = if m <= K::MR {
-            // Thin product: one wide tile streams B over the whole K with the
-            // C tile in registers; nothing to gain from KC blocking.
-            (k, K::max_strips(m), 1)
+        let thin = m <= K::MR;
+        // Thin products (M ≤ MR) run one wide tile per column block; over a
+        // packed B it streams the whole K with the C tile in registers.
+        let kc_target = match (direct, thin) {
+            (false, true) => k,
+            (false, false) => K::KC,
+            (true, true) => DIRECT_THIN_KC,
+            (true, false) => DIRECT_KC,
+        };
+        // Equal slices: 2 × 150 rather than 256 + 44.
+        let kc = k.div_ceil(k.div_ceil(kc_target));
+        let (tile_strips, row_blocks) = if thin {
+            (K::max_strips(m), 1)
         } else {
-            let kc = k.div_ceil(k.div_ceil(K::KC));
             let mut blocks = m.div_ceil(K::MC);
             if threads > 1 && blocks >= threads {
                 blocks = blocks.div_ceil(threads) * threads;
             }
-            (kc, K::STRIPS, blocks)
+            (K::STRIPS, blocks)
         };
         // Too few row blocks for the threads: split the columns as well.
         let wanted_col_splits = if row_blocks < threads {
@@ -159,11 +167,6 @@ impl Plan {
                 });
             }
         }
-        let kc = match (direct, m <= K::MR) {
-            (true, true) => k.div_ceil(k.div_ceil(DIRECT_THIN_KC)),
-            (true, false) => k.div_ceil(k.div_ceil(DIRECT_KC)),
-            (false, _) => kc,
-        };
         Plan {
             kc,
             nc_strips: K::NC / STRIP,

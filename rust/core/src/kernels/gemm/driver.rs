@@ -311,7 +311,8 @@ fn run_tile<K: MicroKernel>(
     let width = strips * STRIP;
     let (i0, j0) = at;
     if j0 + width <= n {
-        // SAFETY: the plan only makes tiles with rows ≤ MR and strips a power
+        // SAFETY: K's ISA is available (asserted by the public entry that
+        // chose K); the plan only makes tiles with rows ≤ MR and strips a power
         // of two ≤ max_strips(rows); a_panel holds kc·rows values; `panel`
         // covers kc rows of `strips` strips inside B (or its padding); C rows
         // i0..i0+rows, columns j0..j0+width lie inside the M×N matrix the

@@ -2,9 +2,9 @@
 //! operand block for one cache level, and the split of C among threads.
 //!
 //! ```text
+//! loop 3  ic: MC rows of A / C             (parallel work items; hoisted, see five_loops)
 //! loop 5  jc: NC columns of B / C          (B block KC×NC in L3)
 //! loop 4  pc: KC slice of the shared dim   (pack A block MC×KC -> L2)
-//! loop 3  ic: MC rows of A / C             (parallel: one A block per item)
 //! loop 2  jr: NR columns = one B micro-panel (KC×NR in L1)
 //! loop 1  ir: MR rows = one A micro-panel -> micro-kernel tile MR×NR
 //! ```
@@ -112,7 +112,7 @@ unsafe impl Send for CPtr {}
 // SAFETY: as for Send; items only share the pointer value.
 unsafe impl Sync for CPtr {}
 
-/// One thread's share of a pass of loop 3: C rows × B strips.
+/// One work item of loop 3: C rows × B strips, computed start to finish.
 struct Item {
     rows: Range<usize>,
     strips: Range<usize>,
@@ -214,23 +214,18 @@ fn five_loops<K: MicroKernel>(
     threads: usize,
 ) {
     let (k, n) = (a.cols, b.n());
-    let n_strips = strip_count(n);
-
-    // Loop 5 (jc, NC): blocks of columns.
-    for jc in (0..n_strips).step_by(plan.nc_strips) {
-        let jc_strips = jc..(jc + plan.nc_strips).min(n_strips);
-        // Loop 4 (pc, KC): slices of the shared dimension; the first applies
-        // beta, later ones accumulate.
-        for pc in (0..k).step_by(plan.kc) {
-            let kc = plan.kc.min(k - pc);
-            let beta = if pc == 0 { beta } else { 1.0 };
-            // Loop 3 (ic, MC): blocks of rows, one work item each.
-            let work = |(item, a_block): (&Item, &mut &mut [f32])| {
-                let strips =
-                    item.strips.start.max(jc_strips.start)..item.strips.end.min(jc_strips.end);
-                if strips.is_empty() {
-                    return;
-                }
+    // Loop 3 (ic, MC), parallel: one work item per block of rows (and range
+    // of columns). It is hoisted outside loops 5 and 4 because B is packed
+    // before the loops (or read in place), so items share nothing: each runs
+    // to the end without a barrier per KC slice.
+    let work = |(item, a_block): (&Item, &mut &mut [f32])| {
+        // Loop 5 (jc, NC): blocks of columns.
+        for jc in item.strips.clone().step_by(plan.nc_strips) {
+            let strips = jc..(jc + plan.nc_strips).min(item.strips.end);
+            // Loop 4 (pc, KC): slices of the shared dimension; the first
+            // applies beta, later ones accumulate.
+            for pc in (0..k).step_by(plan.kc) {
+                let kc = plan.kc.min(k - pc);
                 let a_block = &mut a_block[..item.rows.len() * kc];
                 pack_a(a, item.rows.clone(), K::MR, pc, kc, a_block);
                 let block = Block {
@@ -238,19 +233,20 @@ fn five_loops<K: MicroKernel>(
                     rows: item.rows.clone(),
                     kc,
                     pc,
-                    strips,
+                    strips: strips.clone(),
                 };
+                let beta = if pc == 0 { beta } else { 1.0 };
                 macro_kernel::<K>(&block, plan.tile_strips, b, beta, c, ldc, n);
-            };
-            if threads > 1 && plan.items.len() > 1 {
-                plan.items
-                    .par_iter()
-                    .zip(a_blocks.par_iter_mut())
-                    .for_each(work);
-            } else {
-                plan.items.iter().zip(a_blocks.iter_mut()).for_each(work);
             }
         }
+    };
+    if threads > 1 && plan.items.len() > 1 {
+        plan.items
+            .par_iter()
+            .zip(a_blocks.par_iter_mut())
+            .for_each(work);
+    } else {
+        plan.items.iter().zip(a_blocks.iter_mut()).for_each(work);
     }
 }
 

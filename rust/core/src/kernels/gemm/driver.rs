@@ -25,7 +25,7 @@ use crate::kernels::dispatch::Isa;
 
 /// KC when B is read in place: short slices keep the rows of B being read
 /// few (a handful of TLB pages and prefetch streams) while loop 2 sweeps
-/// along them. Measured on AVX-512 (Xeon, 1×512×2048 and 32×512×2048).
+/// along them. Measured on AVX-512 (Xeon; M = 4 and 32, K = 512, N = 2048).
 const DIRECT_THIN_KC: usize = 32;
 const DIRECT_KC: usize = 48;
 

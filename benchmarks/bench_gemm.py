@@ -7,10 +7,13 @@ Usage::
 For each thread count the script re-runs itself in a child process with
 ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` set (NumPy's
 BLAS reads them only at start-up) and calls ``tr.set_num_threads``. Within a
-child both libraries are timed on the same arrays, alternating call by call,
-so load from other processes hits both alike: compare the ratio column. Each
-number is the median of ``--repeats`` timed calls after warm-up. Prints a
-Markdown table.
+child both libraries are timed on the same arrays, one after the other, so
+load from other processes hits both alike: compare the ratio column. Each
+number is the median of ``--repeats`` timed calls after warm-up. Between the
+two, the script pauses: OpenBLAS's idle worker threads keep spinning for a
+while after each call and would take the cores from the next library's
+threads (timing call-by-call alternately halves whichever runs second).
+Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ SHAPES = [
     (2048, 2048, 2048),
 ]
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# Long enough for idle OpenBLAS / rayon workers to stop spinning and sleep.
+SETTLE_SECONDS = 0.5
 
 
 def cpu_model() -> str:
@@ -61,6 +66,7 @@ def blas_description() -> str:
 def measure(threads: int, repeats: int) -> list[dict]:
     """Runs in the child: times both libraries on every shape."""
     import numpy as np
+
     import transformer_rs as tr
 
     if not hasattr(tr.ops, "matmul"):
@@ -75,12 +81,12 @@ def measure(threads: int, repeats: int) -> list[dict]:
             "tr": lambda a=a, b=b: tr.ops.matmul(a, b),
             "numpy": lambda a=a, b=b: np.matmul(a, b),
         }
-        for call in calls.values():
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        for name, call in calls.items():
+            time.sleep(SETTLE_SECONDS)
             for _ in range(2):
                 call()
-        times: dict[str, list[float]] = {name: [] for name in calls}
-        for _ in range(repeats):
-            for name, call in calls.items():
+            for _ in range(repeats):
                 start = time.perf_counter()
                 call()
                 times[name].append(time.perf_counter() - start)
@@ -109,6 +115,7 @@ def main() -> None:
         return
 
     import numpy as np
+
     import transformer_rs as tr
 
     rows = [row for t in (int(x) for x in args.threads.split(",")) for row in run_child(t, repeats)]

@@ -2,9 +2,9 @@
 //! operand block for one cache level, and the split of C among threads.
 //!
 //! ```text
+//! loop 3  ic: MC rows of A / C             (parallel work items; hoisted, see five_loops)
 //! loop 5  jc: NC columns of B / C          (B block KC×NC in L3)
 //! loop 4  pc: KC slice of the shared dim   (pack A block MC×KC -> L2)
-//! loop 3  ic: MC rows of A / C             (parallel: one A block per item)
 //! loop 2  jr: NR columns = one B micro-panel (KC×NR in L1)
 //! loop 1  ir: MR rows = one A micro-panel -> micro-kernel tile MR×NR
 //! ```
@@ -20,16 +20,12 @@ use rayon::prelude::*;
 use super::buffer::{with_scratch, AlignedBuf, Scratch};
 use super::microkernel::{with_kernel, BPanel, MicroKernel, MAX_TILE};
 use super::pack::{pack_a, pack_b_strip, row_panels, strip_count, STRIP};
-use super::MatRef;
+use super::{runs_on_calling_thread, MatRef};
 use crate::kernels::dispatch::Isa;
-
-/// Products smaller than this many multiply-adds stay on the calling thread:
-/// below it, waking a second thread costs more than it saves.
-const PAR_MIN_FMAS: usize = 1 << 19;
 
 /// KC when B is read in place: short slices keep the rows of B being read
 /// few (a handful of TLB pages and prefetch streams) while loop 2 sweeps
-/// along them. Measured on AVX-512 (Xeon, 1×512×2048 and 32×512×2048).
+/// along them. Measured on AVX-512 (Xeon; M = 4 and 32, K = 512, N = 2048).
 const DIRECT_THIN_KC: usize = 32;
 const DIRECT_KC: usize = 48;
 
@@ -116,7 +112,7 @@ unsafe impl Send for CPtr {}
 // SAFETY: as for Send; items only share the pointer value.
 unsafe impl Sync for CPtr {}
 
-/// One thread's share of a pass of loop 3: C rows × B strips.
+/// One work item of loop 3: C rows × B strips, computed start to finish.
 struct Item {
     rows: Range<usize>,
     strips: Range<usize>,
@@ -134,17 +130,25 @@ struct Plan {
 impl Plan {
     fn new<K: MicroKernel>(m: usize, n: usize, k: usize, threads: usize, direct: bool) -> Plan {
         let n_strips = strip_count(n);
-        let (kc, tile_strips, row_blocks) = if m <= K::MR {
-            // Thin product: one wide tile streams B over the whole K with the
-            // C tile in registers; nothing to gain from KC blocking.
-            (k, K::max_strips(m), 1)
+        let thin = m <= K::MR;
+        // Thin products (M ≤ MR) run one wide tile per column block; over a
+        // packed B it streams the whole K with the C tile in registers.
+        let kc_target = match (direct, thin) {
+            (false, true) => k,
+            (false, false) => K::KC,
+            (true, true) => DIRECT_THIN_KC,
+            (true, false) => DIRECT_KC,
+        };
+        // Equal slices: 2 × 150 rather than 256 + 44.
+        let kc = k.div_ceil(k.div_ceil(kc_target));
+        let (tile_strips, row_blocks) = if thin {
+            (K::max_strips(m), 1)
         } else {
-            let kc = k.div_ceil(k.div_ceil(K::KC));
             let mut blocks = m.div_ceil(K::MC);
             if threads > 1 && blocks >= threads {
                 blocks = blocks.div_ceil(threads) * threads;
             }
-            (kc, K::STRIPS, blocks)
+            (K::STRIPS, blocks)
         };
         // Too few row blocks for the threads: split the columns as well.
         let wanted_col_splits = if row_blocks < threads {
@@ -163,11 +167,6 @@ impl Plan {
                 });
             }
         }
-        let kc = match (direct, m <= K::MR) {
-            (true, true) => k.div_ceil(k.div_ceil(DIRECT_THIN_KC)),
-            (true, false) => k.div_ceil(k.div_ceil(DIRECT_KC)),
-            (false, _) => kc,
-        };
         Plan {
             kc,
             nc_strips: K::NC / STRIP,
@@ -179,7 +178,7 @@ impl Plan {
 
 fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, c: &mut [f32], ldc: usize) {
     let (m, k, n) = (a.rows, a.cols, b.n());
-    let threads = if m * n * k >= PAR_MIN_FMAS {
+    let threads = if !runs_on_calling_thread(m, k, n) {
         rayon::current_num_threads()
     } else {
         1
@@ -215,23 +214,18 @@ fn five_loops<K: MicroKernel>(
     threads: usize,
 ) {
     let (k, n) = (a.cols, b.n());
-    let n_strips = strip_count(n);
-
-    // Loop 5 (jc, NC): blocks of columns.
-    for jc in (0..n_strips).step_by(plan.nc_strips) {
-        let jc_strips = jc..(jc + plan.nc_strips).min(n_strips);
-        // Loop 4 (pc, KC): slices of the shared dimension; the first applies
-        // beta, later ones accumulate.
-        for pc in (0..k).step_by(plan.kc) {
-            let kc = plan.kc.min(k - pc);
-            let beta = if pc == 0 { beta } else { 1.0 };
-            // Loop 3 (ic, MC): blocks of rows, one work item each.
-            let work = |(item, a_block): (&Item, &mut &mut [f32])| {
-                let strips =
-                    item.strips.start.max(jc_strips.start)..item.strips.end.min(jc_strips.end);
-                if strips.is_empty() {
-                    return;
-                }
+    // Loop 3 (ic, MC), parallel: one work item per block of rows (and range
+    // of columns). It is hoisted outside loops 5 and 4 because B is packed
+    // before the loops (or read in place), so items share nothing: each runs
+    // to the end without a barrier per KC slice.
+    let work = |(item, a_block): (&Item, &mut &mut [f32])| {
+        // Loop 5 (jc, NC): blocks of columns.
+        for jc in item.strips.clone().step_by(plan.nc_strips) {
+            let strips = jc..(jc + plan.nc_strips).min(item.strips.end);
+            // Loop 4 (pc, KC): slices of the shared dimension; the first
+            // applies beta, later ones accumulate.
+            for pc in (0..k).step_by(plan.kc) {
+                let kc = plan.kc.min(k - pc);
                 let a_block = &mut a_block[..item.rows.len() * kc];
                 pack_a(a, item.rows.clone(), K::MR, pc, kc, a_block);
                 let block = Block {
@@ -239,19 +233,20 @@ fn five_loops<K: MicroKernel>(
                     rows: item.rows.clone(),
                     kc,
                     pc,
-                    strips,
+                    strips: strips.clone(),
                 };
+                let beta = if pc == 0 { beta } else { 1.0 };
                 macro_kernel::<K>(&block, plan.tile_strips, b, beta, c, ldc, n);
-            };
-            if threads > 1 && plan.items.len() > 1 {
-                plan.items
-                    .par_iter()
-                    .zip(a_blocks.par_iter_mut())
-                    .for_each(work);
-            } else {
-                plan.items.iter().zip(a_blocks.iter_mut()).for_each(work);
             }
         }
+    };
+    if threads > 1 && plan.items.len() > 1 {
+        plan.items
+            .par_iter()
+            .zip(a_blocks.par_iter_mut())
+            .for_each(work);
+    } else {
+        plan.items.iter().zip(a_blocks.iter_mut()).for_each(work);
     }
 }
 
@@ -312,7 +307,8 @@ fn run_tile<K: MicroKernel>(
     let width = strips * STRIP;
     let (i0, j0) = at;
     if j0 + width <= n {
-        // SAFETY: the plan only makes tiles with rows ≤ MR and strips a power
+        // SAFETY: K's ISA is available (asserted by the public entry that
+        // chose K); the plan only makes tiles with rows ≤ MR and strips a power
         // of two ≤ max_strips(rows); a_panel holds kc·rows values; `panel`
         // covers kc rows of `strips` strips inside B (or its padding); C rows
         // i0..i0+rows, columns j0..j0+width lie inside the M×N matrix the
@@ -378,7 +374,7 @@ fn gemv_on<K: MicroKernel>(a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
     } else if beta != 1.0 {
         y.iter_mut().for_each(|v| *v *= beta);
     }
-    let threads = if n * k >= PAR_MIN_FMAS {
+    let threads = if !runs_on_calling_thread(1, k, n) {
         rayon::current_num_threads()
     } else {
         1

@@ -5,14 +5,17 @@
 //! mat_ref.rs     MatRef, the strided operand view
 //! packed_b.rs    PackedB, B packed once (Linear weights)
 //! pack.rs        packing A row panels and B strips
-//! driver.rs      the five cache-blocking loops (NC, KC, MC, NR, MR) and threading
-//! microkernel/   one register-tile kernel per ISA (scalar, avx2, avx512, neon)
-//! buffer.rs      64-byte aligned storage for packed operands
+//! driver.rs      the five cache-blocking loops (NC, KC, MC, NR, MR), threading, the GEMV
+//! microkernel/   per ISA (scalar, avx2, avx512, neon): register-tile kernel + GEMV row sweep
+//! buffer.rs      64-byte aligned storage; per-thread scratch for packed operands
 //! ```
 //!
-//! Small products are not a separate algorithm: with M ≤ MR the driver uses
-//! one thin, wide tile over the whole K (a GEMV-like stream over B), and a
-//! row-major B with few rows of A is read in place instead of packed.
+//! Small products skip what they do not need: a row-major B with few rows
+//! of A (M ≤ 64) is read in place instead of packed; M = 1 on a row-major B
+//! is a GEMV sweeping B's rows (`driver::gemv`); with M ≤ MR the driver uses
+//! one thin, wide tile over the whole K, which makes `gemm_packed` for decoder
+//! steps a GEMV-like stream over the packed panels. Products below
+//! [`runs_on_calling_thread`]'s threshold never touch the thread pool.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod buffer;
@@ -34,6 +37,18 @@ use driver::BSource;
 /// Up to this many rows of A, a row-major B is read in place: packing it
 /// would cost as much memory traffic as the product itself.
 const DIRECT_B_MAX_M: usize = 64;
+
+/// Products smaller than this many multiply-adds stay on the calling thread:
+/// below it, waking a second thread costs more than it saves.
+const PAR_MIN_FMAS: usize = 1 << 19;
+
+/// Whether [`gemm`] / [`gemm_packed`] of A [M×K] · B [K×N] does all its work
+/// on the calling thread, with no rayon calls: callers may then skip handing
+/// such small products to the thread pool (a cross-thread round trip costs
+/// tens of microseconds, more than the product).
+pub fn runs_on_calling_thread(m: usize, k: usize, n: usize) -> bool {
+    m.saturating_mul(k).saturating_mul(n) < PAR_MIN_FMAS
+}
 
 /// C[M×N] (row-major, leading dimension `ldc`) = beta·C + A[M×K] · B[K×N].
 /// `beta == 0` overwrites C without reading it (NaNs in C do not leak).
@@ -70,7 +85,8 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: 
             Scratch::PackedB,
             pack::strip_count(n) * k * pack::STRIP,
             |strips| {
-                pack::pack_b(b, strips);
+                let parallel = k * n >= pack::PAR_PACK_MIN && !runs_on_calling_thread(a.rows, k, n);
+                pack::pack_b(b, strips, parallel);
                 driver::run(isa, a, &BSource::Strips { strips, k, n }, beta, c, ldc);
             },
         );

@@ -20,7 +20,7 @@ use super::MatRef;
 pub(super) const STRIP: usize = 16;
 
 /// Packing B in parallel pays off above this many elements.
-const PAR_PACK_MIN: usize = 1 << 16;
+pub(super) const PAR_PACK_MIN: usize = 1 << 16;
 
 /// Splits `rows` rows into `ceil(rows / mr)` panels of near-equal height
 /// (heights differ by at most one), as `(first row, height)`. Even heights
@@ -71,14 +71,14 @@ pub(super) fn strip_count(n: usize) -> usize {
 const STRIP_GROUP: usize = 8;
 
 /// Packs all of B [K×N] into `out` (`strip_count(N) · K · 16` elements),
-/// padding columns set to 0.
-pub(super) fn pack_b(b: MatRef, out: &mut [f32]) {
+/// padding columns set to 0; on the rayon pool if `parallel`.
+pub(super) fn pack_b(b: MatRef, out: &mut [f32], parallel: bool) {
     let group_len = b.rows * STRIP * STRIP_GROUP;
     if group_len == 0 {
         return;
     }
     let pack_group = |(g, strips): (usize, &mut [f32])| pack_b_strips(b, g * STRIP_GROUP, strips);
-    if b.rows * b.cols >= PAR_PACK_MIN {
+    if parallel {
         out.par_chunks_mut(group_len)
             .enumerate()
             .for_each(pack_group);

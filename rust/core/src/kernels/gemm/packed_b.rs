@@ -1,7 +1,7 @@
 //! B packed once, for weights that are multiplied many times.
 
 use super::buffer::AlignedBuf;
-use super::pack::{pack_b, strip_count, STRIP};
+use super::pack::{pack_b, strip_count, PAR_PACK_MIN, STRIP};
 use super::MatRef;
 
 /// B [K×N] packed once into the strip layout every micro-kernel reads (see
@@ -20,7 +20,7 @@ impl PackedB {
     /// Packs B [K×N] (any strides).
     pub fn pack(b: MatRef) -> Self {
         let mut strips = AlignedBuf::zeroed(strip_count(b.cols) * b.rows * STRIP);
-        pack_b(b, strips.as_mut_slice());
+        pack_b(b, strips.as_mut_slice(), b.rows * b.cols >= PAR_PACK_MIN);
         PackedB {
             k: b.rows,
             n: b.cols,

@@ -136,7 +136,8 @@ fn check_case(
 
 #[test]
 fn shapes_around_tile_and_block_edges() {
-    // 0/1, odd sizes, MR (4, 6, 14) ± 1, strips (16, 32, 64, 128) ± 1, KC ± 1, MC.
+    // 0/1, odd sizes, MR (4, 6, 14) ± 1, strips (16, 32, 64, 128) ± 1,
+    // KC (256, 512) ± 1, MC (64, 120, 168), NC (2048 columns).
     let dims = [0, 1, 2, 3, 5, 7, 13, 14, 15, 17, 29, 31, 33, 63, 65];
     let mut rng = Rng(0x5EED);
     for isa in dispatch::available() {
@@ -180,6 +181,7 @@ fn shapes_around_tile_and_block_edges() {
             (169, 64, 40),
             (170, 513, 17),
             (200, 40, 2100),
+            (70, 1025, 40),
         ] {
             check_case(
                 isa,

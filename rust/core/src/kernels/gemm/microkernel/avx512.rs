@@ -14,7 +14,9 @@ impl MicroKernel for Avx512 {
     const MR: usize = 14;
     const STRIPS: usize = 2;
     const MC: usize = 168;
-    const KC: usize = 256;
+    // 512 measured ~5% faster than 256 at 1024³ and 2048³ (fewer passes
+    // over C); the 64 KiB B micro-panel then streams from L2.
+    const KC: usize = 512;
     const NC: usize = 2048;
 
     fn max_strips(rows: usize) -> usize {

@@ -37,7 +37,8 @@ pub(super) trait MicroKernel {
     const STRIPS: usize;
     /// Rows of A packed per block (A block MC×KC stays in L2).
     const MC: usize;
-    /// Shared-dimension slice per block (a B micro-panel KC×NR stays in L1).
+    /// Shared-dimension slice per block (ideally a B micro-panel KC×NR stays
+    /// in L1; longer slices trade that for fewer passes over C).
     const KC: usize;
     /// Columns of B swept per block (a KC×NC block of B stays in L3).
     const NC: usize;

@@ -42,12 +42,17 @@ const DIRECT_B_MAX_M: usize = 64;
 /// below it, waking a second thread costs more than it saves.
 const PAR_MIN_FMAS: usize = 1 << 19;
 
-/// Whether [`gemm`] / [`gemm_packed`] of A [M×K] · B [K×N] does all its work
-/// on the calling thread, with no rayon calls: callers may then skip handing
-/// such small products to the thread pool (a cross-thread round trip costs
-/// tens of microseconds, more than the product).
+/// Whether [`gemm`] / [`gemm_packed`] of A [M×K] · B [K×N], called from the
+/// current thread, does all its work on it with no rayon calls: callers may
+/// then skip handing such products to the thread pool (a cross-thread round
+/// trip costs tens of microseconds, more than a small product). True for
+/// small products; and, on a thread outside any rayon pool, for every product
+/// while the kernel pool ([`crate::parallel`]) has one thread, which would
+/// add nothing but the round trip (~90 µs measured on a 2-core VM: it halved
+/// M = 1, K = 512, N = 1040 called from Python).
 pub fn runs_on_calling_thread(m: usize, k: usize, n: usize) -> bool {
     m.saturating_mul(k).saturating_mul(n) < PAR_MIN_FMAS
+        || (rayon::current_thread_index().is_none() && crate::parallel::num_threads() == 1)
 }
 
 /// C[M×N] (row-major, leading dimension `ldc`) = beta·C + A[M×K] · B[K×N].

@@ -39,8 +39,10 @@ use driver::BSource;
 const DIRECT_B_MAX_M: usize = 64;
 
 /// Products smaller than this many multiply-adds stay on the calling thread:
-/// below it, waking a second thread costs more than it saves.
-const PAR_MIN_FMAS: usize = 1 << 19;
+/// below it, waking the pool costs more than a second thread saves. From
+/// Python on a 2-core VM the pool round trip took 100–200 µs, and 2 threads
+/// lost to 1 up to M = 32, K = 512, N = 512 (2²³ FMAs, ~270 µs on one core).
+const PAR_MIN_FMAS: usize = 1 << 24;
 
 /// Whether [`gemm`] / [`gemm_packed`] of A [M×K] · B [K×N], called from the
 /// current thread, does all its work on it with no rayon calls: callers may

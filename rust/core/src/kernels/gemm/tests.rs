@@ -315,13 +315,19 @@ fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
 fn threads_give_the_single_thread_result() {
     let mut rng = Rng(99);
     for isa in dispatch::available() {
+        // Each shape is past PAR_MIN_FMAS, so 3 threads really split it: the
+        // GEMV, a thin tile, B read in place, B packed (two row splits).
         for (m, k, n) in [
-            (1, 700, 1000),
-            (5, 300, 700),
-            (40, 200, 300),
-            (300, 150, 77),
-            (90, 260, 500),
+            (1, 2048, 8200),
+            (5, 1800, 1900),
+            (40, 700, 610),
+            (300, 250, 230),
+            (90, 430, 440),
         ] {
+            assert!(
+                m * k * n >= PAR_MIN_FMAS,
+                "{m}x{k}x{n} is too small to thread"
+            );
             let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
             let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
             let packed = PackedB::pack(b);
@@ -343,7 +349,9 @@ fn threads_give_the_single_thread_result() {
 fn nested_inside_parallel_loop() {
     use rayon::prelude::*;
     let mut rng = Rng(5);
-    let (m, k, n) = (64, 128, 96);
+    // Past PAR_MIN_FMAS: the inner gemm itself runs parallel loops.
+    let (m, k, n) = (64, 512, 520);
+    assert!(m * k * n >= PAR_MIN_FMAS);
     let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
     let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
     let (want, bound) = reference(a, b, 0.0, &vec![0.0; m * n], n);

@@ -44,6 +44,8 @@ def _array(x, name: str) -> np.ndarray:
 
 def _float32(x, name: str) -> np.ndarray:
     """``x`` as a C-contiguous float32 array; no copy if it already is one."""
+    if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
+        return x  # the common case, without the general checks' cost
     arr = _array(x, name)
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(
@@ -141,7 +143,8 @@ def matmul(a, b) -> np.ndarray:
         )
     a2 = a[np.newaxis, :] if a.ndim == 1 else a
     b2 = b[:, np.newaxis] if b.ndim == 1 else b
-    _broadcast_batch(("a", a2.shape[:-2]), ("b", b2.shape[:-2]))
+    if a2.ndim > 2 or b2.ndim > 2:
+        _broadcast_batch(("a", a2.shape[:-2]), ("b", b2.shape[:-2]))
     out = _native.matmul(a2, b2)
     if a.ndim == 1:
         out = out.reshape(out.shape[:-2] + out.shape[-1:])

@@ -44,20 +44,31 @@ pub fn compute<T: Send>(
     py: Python<'_>,
     f: impl FnOnce() -> Result<T, Error> + Send,
 ) -> PyResult<T> {
-    py.detach(|| {
-        catch_unwind(AssertUnwindSafe(|| {
-            transformer_rs_core::parallel::install(f)
-        }))
-    })
-    .map_err(|payload| {
-        let what = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        PyRuntimeError::new_err(format!(
-            "transformer_rs internal error (please report): {what}"
-        ))
-    })?
-    .map_err(to_py)
+    guarded(py, || transformer_rs_core::parallel::install(f))
+}
+
+/// [`compute`] for work known to make no rayon calls (a product small enough
+/// for `gemm::runs_on_calling_thread`): it runs on the calling thread, since
+/// handing it to the pool costs a cross-thread round trip of tens of
+/// microseconds, more than the work itself.
+pub fn compute_on_calling_thread<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> Result<T, Error> + Send,
+) -> PyResult<T> {
+    guarded(py, f)
+}
+
+fn guarded<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Error> + Send) -> PyResult<T> {
+    py.detach(|| catch_unwind(AssertUnwindSafe(f)))
+        .map_err(|payload| {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            PyRuntimeError::new_err(format!(
+                "transformer_rs internal error (please report): {what}"
+            ))
+        })?
+        .map_err(to_py)
 }

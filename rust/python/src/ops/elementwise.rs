@@ -2,14 +2,10 @@
 
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use rayon::prelude::*;
 use transformer_rs_core::kernels::activations;
 
 use super::arrays::{c_slice, into_array, zeroed};
 use crate::errors::compute;
-
-/// Elements per parallel task: large enough to amortise scheduling.
-const CHUNK: usize = 1 << 14;
 
 /// relu(x) = max(x, 0) of a C-contiguous float32 array of any shape.
 #[pyfunction]
@@ -17,7 +13,7 @@ pub fn relu<'py>(
     py: Python<'py>,
     x: PyReadonlyArrayDyn<'py, f32>,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    map_chunks(py, x, activations::relu_inplace)
+    map_copy(py, x, activations::relu_inplace)
 }
 
 /// gelu(x) = x·Φ(x) (exact erf form) of a C-contiguous float32 array.
@@ -26,10 +22,12 @@ pub fn gelu<'py>(
     py: Python<'py>,
     x: PyReadonlyArrayDyn<'py, f32>,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    map_chunks(py, x, activations::gelu_inplace)
+    map_copy(py, x, activations::gelu_inplace)
 }
 
-fn map_chunks<'py>(
+/// A copy of x with `kernel` applied in place (the kernel parallelises
+/// large inputs itself).
+fn map_copy<'py>(
     py: Python<'py>,
     x: PyReadonlyArrayDyn<'py, f32>,
     kernel: fn(&mut [f32]),
@@ -38,12 +36,8 @@ fn map_chunks<'py>(
     let src = c_slice("x", &x)?;
     let mut out = zeroed(src.len())?;
     compute(py, || {
-        out.par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(o, s)| {
-                o.copy_from_slice(s);
-                kernel(o);
-            });
+        out.copy_from_slice(src);
+        kernel(&mut out);
         Ok(())
     })?;
     into_array(py, &shape, out)

@@ -3,11 +3,11 @@
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use rayon::prelude::*;
-use transformer_rs_core::kernels::gemm::{gemm, MatRef};
+use transformer_rs_core::kernels::gemm::{gemm, runs_on_calling_thread, MatRef};
 
 use super::arrays::{c_slice, c_slice_opt, into_array, value_error, zeroed_output};
 use super::batch::{broadcast, item_offsets, split_matrix};
-use crate::errors::compute;
+use crate::errors::{compute, compute_on_calling_thread};
 
 /// a [..., M, K] @ b [..., K, N] → [..., M, N], batch axes broadcast.
 /// (ops.py turns 1-D operands into matrices and back.)
@@ -31,51 +31,44 @@ pub fn matmul<'py>(
     if out.is_empty() {
         return into_array(py, &out_shape, out);
     }
+    if k == 0 {
+        return into_array(py, &out_shape, out); // sums over nothing: zeros
+    }
     let a_items = item_offsets(&batch, a_batch, m * k);
     let b_items = item_offsets(&batch, b_batch, k * n);
     let (a, b) = (c_slice("a", &a)?, c_slice("b", &b)?);
-    compute(py, || {
-        batched_gemm(a, &a_items, b, &b_items, (m, k, n), &mut out);
-        Ok(())
-    })?;
-    into_array(py, &out_shape, out)
-}
-
-/// out[i] [M×N] = A[i] [M×K] · B[i] [K×N] for each batch item i, where
-/// matrix A[i] starts at `a[a_items[i]]` (B likewise). `out` is zeroed and
-/// not empty.
-fn batched_gemm(
-    a: &[f32],
-    a_items: &[usize],
-    b: &[f32],
-    b_items: &[usize],
-    mkn: (usize, usize, usize),
-    out: &mut [f32],
-) {
-    let (m, k, n) = mkn;
-    if k == 0 {
-        return; // sums over nothing: the zeros are the answer
-    }
     let b_shared = b_items.iter().all(|&o| o == b_items[0]);
     let a_dense = a_items.iter().enumerate().all(|(i, &o)| o == i * m * k);
     if b_shared && a_dense {
         // Every item multiplies the same B by consecutive A's: one GEMM with
         // M = items·M reads B once.
         let rows = a_items.len() * m;
-        gemm(
-            matrix(a, 0, rows, k),
-            matrix(b, b_items[0], k, n),
-            0.0,
-            out,
-            n,
-        );
+        let product = || {
+            gemm(
+                matrix(a, 0, rows, k),
+                matrix(b, b_items[0], k, n),
+                0.0,
+                &mut out,
+                n,
+            );
+            Ok(())
+        };
+        if runs_on_calling_thread(rows, k, n) {
+            compute_on_calling_thread(py, product)?;
+        } else {
+            compute(py, product)?;
+        }
     } else {
-        out.par_chunks_mut(m * n)
-            .zip(a_items.par_iter().zip(b_items))
-            .for_each(|(c, (&ao, &bo))| {
-                gemm(matrix(a, ao, m, k), matrix(b, bo, k, n), 0.0, c, n);
-            });
+        compute(py, || {
+            out.par_chunks_mut(m * n)
+                .zip(a_items.par_iter().zip(&b_items))
+                .for_each(|(c, (&ao, &bo))| {
+                    gemm(matrix(a, ao, m, k), matrix(b, bo, k, n), 0.0, c, n);
+                });
+            Ok(())
+        })?;
     }
+    into_array(py, &out_shape, out)
 }
 
 /// The dense row-major `rows × cols` matrix starting at `data[offset]`.
@@ -119,15 +112,22 @@ pub fn linear<'py>(
     let mut out = zeroed_output(&out_shape)?;
     let (x, weight) = (c_slice("x", &x)?, c_slice("weight", &weight)?);
     let bias = c_slice_opt("bias", &bias)?;
-    compute(py, || {
+    let rows = out.len().checked_div(out_features).unwrap_or(0);
+    let product = || {
         linear_rows(x, in_features, weight, bias, out_features, &mut out);
         Ok(())
-    })?;
+    };
+    if runs_on_calling_thread(rows, in_features, out_features) {
+        compute_on_calling_thread(py, product)?;
+    } else {
+        compute(py, product)?;
+    }
     into_array(py, &out_shape, out)
 }
 
 /// out [R×N] = x [R×K] · weightᵀ + bias, weight [N×K], bias [N]; `out` is
-/// zeroed. Shared with multi_head_attention's projections.
+/// zeroed. Makes no rayon calls of its own (the bias fill is a plain copy,
+/// cheap next to the product), so small products may run off the pool.
 fn linear_rows(
     x: &[f32],
     k: usize,
@@ -142,8 +142,7 @@ fn linear_rows(
     let rows = out.len() / n;
     let beta = match bias {
         Some(bias) => {
-            out.par_chunks_mut(n)
-                .for_each(|row| row.copy_from_slice(bias));
+            out.chunks_mut(n).for_each(|row| row.copy_from_slice(bias));
             1.0
         }
         None => 0.0,

@@ -3,7 +3,6 @@
 
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use rayon::prelude::*;
 use transformer_rs_core::kernels::{layer_norm as ln, softmax as sm};
 
 use super::arrays::{c_slice, into_array, value_error, zeroed};
@@ -15,7 +14,7 @@ pub fn softmax<'py>(
     py: Python<'py>,
     x: PyReadonlyArrayDyn<'py, f32>,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    map_rows(py, x, |row| sm::softmax_row(row, 1.0, None))
+    map_rows(py, x, sm::softmax_rows)
 }
 
 /// log_softmax over the last axis of x [..., N].
@@ -24,14 +23,15 @@ pub fn log_softmax<'py>(
     py: Python<'py>,
     x: PyReadonlyArrayDyn<'py, f32>,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    map_rows(py, x, sm::log_softmax_row)
+    map_rows(py, x, sm::log_softmax_rows)
 }
 
-/// Copies x [..., N] and applies `kernel` to every row of N.
+/// A copy of x [..., N] with `kernel(rows, N)` applied in place (the kernel
+/// parallelises over rows itself).
 fn map_rows<'py>(
     py: Python<'py>,
     x: PyReadonlyArrayDyn<'py, f32>,
-    kernel: impl Fn(&mut [f32]) + Sync,
+    kernel: fn(&mut [f32], usize),
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let shape = x.shape().to_vec();
     let Some(&n) = shape.last() else {
@@ -43,12 +43,8 @@ fn map_rows<'py>(
     let mut out = zeroed(src.len())?;
     compute(py, || {
         if n > 0 {
-            out.par_chunks_mut(n)
-                .zip(src.par_chunks(n))
-                .for_each(|(o, s)| {
-                    o.copy_from_slice(s);
-                    kernel(o);
-                });
+            out.copy_from_slice(src);
+            kernel(&mut out, n);
         }
         Ok(())
     })?;
@@ -87,9 +83,7 @@ pub fn layer_norm<'py>(
     let mut out = zeroed(src.len())?;
     compute(py, || {
         if e > 0 {
-            out.par_chunks_mut(e)
-                .zip(src.par_chunks(e))
-                .for_each(|(o, s)| ln::layer_norm_row(s, gamma, beta, eps, o));
+            ln::layer_norm_rows(src, gamma, beta, eps, &mut out);
         }
         Ok(())
     })?;

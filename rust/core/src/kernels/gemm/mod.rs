@@ -38,23 +38,32 @@ use driver::BSource;
 /// would cost as much memory traffic as the product itself.
 const DIRECT_B_MAX_M: usize = 64;
 
-/// Products smaller than this many multiply-adds stay on the calling thread:
-/// below it, waking the pool costs more than a second thread saves. From
-/// Python on a 2-core VM the pool round trip took 100–200 µs, and 2 threads
-/// lost to 1 up to M = 32, K = 512, N = 512 (2²³ FMAs, ~270 µs on one core).
+/// Products smaller than this many multiply-adds, called from a thread
+/// outside any rayon pool (a Python thread), stay on that thread: handing
+/// work to the pool from outside costs a wake-up round trip, 100–200 µs
+/// measured from Python on a 2-core VM, and 2 threads lost to 1 up to
+/// M = 32, K = 512, N = 512 (2²³ FMAs, ~270 µs on one core).
 const PAR_MIN_FMAS: usize = 1 << 24;
+
+/// The same threshold inside a pool worker (the model's layers, or a large
+/// op already handed to the pool): splitting there is a cheap `join`, and a
+/// decoder step's products (e.g. 1×512×32000 for the generator) need both
+/// threads.
+const PAR_MIN_FMAS_IN_POOL: usize = 1 << 19;
 
 /// Whether [`gemm`] / [`gemm_packed`] of A [M×K] · B [K×N], called from the
 /// current thread, does all its work on it with no rayon calls: callers may
 /// then skip handing such products to the thread pool (a cross-thread round
-/// trip costs tens of microseconds, more than a small product). True for
-/// small products; and, on a thread outside any rayon pool, for every product
-/// while the kernel pool ([`crate::parallel`]) has one thread, which would
-/// add nothing but the round trip (~90 µs measured on a 2-core VM: it halved
-/// M = 1, K = 512, N = 1040 called from Python).
+/// trip costs more than a small product). On a thread outside any rayon
+/// pool that is every product below [`PAR_MIN_FMAS`], and every product
+/// while the kernel pool ([`crate::parallel`]) has one thread (~90 µs round
+/// trip for nothing: it halved M = 1, K = 512, N = 1040 called from Python).
 pub fn runs_on_calling_thread(m: usize, k: usize, n: usize) -> bool {
-    m.saturating_mul(k).saturating_mul(n) < PAR_MIN_FMAS
-        || (rayon::current_thread_index().is_none() && crate::parallel::num_threads() == 1)
+    let fmas = m.saturating_mul(k).saturating_mul(n);
+    match rayon::current_thread_index() {
+        Some(_) => fmas < PAR_MIN_FMAS_IN_POOL,
+        None => fmas < PAR_MIN_FMAS || crate::parallel::num_threads() == 1,
+    }
 }
 
 /// C[M×N] (row-major, leading dimension `ldc`) = beta·C + A[M×K] · B[K×N].

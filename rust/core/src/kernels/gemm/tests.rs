@@ -382,3 +382,14 @@ fn mismatched_shapes_panic() {
         2,
     );
 }
+
+#[test]
+fn pool_threshold_depends_on_the_calling_thread() {
+    // A decoder step's generator product: below the threshold for a caller
+    // outside the pool (the hand-off would cost more), but split inside it.
+    let (m, k, n) = (1, 512, 32000);
+    assert!(m * k * n < PAR_MIN_FMAS && m * k * n >= PAR_MIN_FMAS_IN_POOL);
+    assert!(runs_on_calling_thread(m, k, n));
+    assert!(!in_pool(2, || runs_on_calling_thread(m, k, n)));
+    assert!(in_pool(2, || runs_on_calling_thread(1, 64, 64)));
+}

@@ -1,6 +1,6 @@
 //! Instruction-set selection, made once at run time and cached.
 //!
-//! Wheels are built for the baseline target (never `target-cpu=native`); the
+//! Wheels are built for the baseline target, never tuned to the build host's CPU; the
 //! fast paths live in `#[target_feature]` functions that are only reached after
 //! [`Isa::is_available`] said yes on this CPU.
 

@@ -326,3 +326,18 @@ def test_generate_from_many_threads_agrees(model):
     for t in threads:
         t.join()
     assert results == [expected] * 4
+
+
+def test_native_model_refuses_fortran_ordered_arrays():
+    """NumPy calls a Fortran-ordered array contiguous too; read as row-major
+    it would be silently transposed, so the binding refuses it, naming it."""
+    from transformer_rs import _native
+
+    native = _native.NativeTransformer.load(str(DATA / "tiny_post_ln"))
+    src = np.asfortranarray(np.array([[5, 6, 7], [8, 9, 10]], dtype=np.int64))
+    with pytest.raises(TypeError, match="src: expected a C-contiguous"):
+        native.encode(src)
+    memory = native.encode(np.ascontiguousarray(src))
+    tgt = np.array([[1, 5], [1, 6]], dtype=np.int64)
+    with pytest.raises(TypeError, match="memory: expected a C-contiguous"):
+        native.decode(tgt, np.asfortranarray(memory), None)

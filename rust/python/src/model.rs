@@ -17,6 +17,7 @@ use transformer_rs_core::model::{TokenBatch, Transformer, TransformerConfig};
 use transformer_rs_core::nn::Tensor;
 
 use crate::errors::compute;
+use crate::ops::c_slice;
 
 /// An immutable, thread-safe loaded model (shared by every Python thread).
 #[pyclass(frozen, name = "NativeTransformer", module = "transformer_rs._native")]
@@ -59,7 +60,7 @@ impl NativeTransformer {
         }
         let mut views = Vec::with_capacity(arrays.len());
         for a in &arrays {
-            views.push((a.shape().to_vec(), a.as_slice()?));
+            views.push((a.shape().to_vec(), c_slice("arrays", a)?));
         }
         let model = compute(py, || {
             let config = TransformerConfig::from_json(config_json)?;
@@ -93,7 +94,7 @@ impl NativeTransformer {
         src: PyReadonlyArray2<'py, i64>,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
         let shape = src.shape().to_vec();
-        let ids = src.as_slice()?;
+        let ids = c_slice("src", &src)?;
         let e = self.inner.config().d_model;
         let out = compute(py, || self.inner.encode(tokens(ids, &shape)))?;
         out.into_pyarray(py).reshape([shape[0], shape[1], e])
@@ -109,12 +110,12 @@ impl NativeTransformer {
         memory_key_padding_mask: Option<PyReadonlyArray2<'py, bool>>,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
         let shape = tgt.shape().to_vec();
-        let ids = tgt.as_slice()?;
+        let ids = c_slice("tgt", &tgt)?;
         let m = memory.shape();
         let memory_shape = [m[0], m[1], m[2]];
-        let mem = memory.as_slice()?;
+        let mem = c_slice("memory", &memory)?;
         let mask = match &memory_key_padding_mask {
-            Some(a) => Some(a.as_slice()?),
+            Some(a) => Some(c_slice("memory_key_padding_mask", a)?),
             None => None,
         };
         let v = self.inner.config().tgt_vocab_size;
@@ -133,7 +134,7 @@ impl NativeTransformer {
         tgt: PyReadonlyArray2<'py, i64>,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
         let (src_shape, tgt_shape) = (src.shape().to_vec(), tgt.shape().to_vec());
-        let (src_ids, tgt_ids) = (src.as_slice()?, tgt.as_slice()?);
+        let (src_ids, tgt_ids) = (c_slice("src", &src)?, c_slice("tgt", &tgt)?);
         let v = self.inner.config().tgt_vocab_size;
         let out = compute(py, || {
             self.inner
@@ -154,7 +155,7 @@ impl NativeTransformer {
         num_hypotheses: usize,
     ) -> PyResult<RankedHypotheses> {
         let shape = src.shape().to_vec();
-        let ids = src.as_slice()?;
+        let ids = c_slice("src", &src)?;
         let cfg = self.inner.config();
         let opts = SearchOptions {
             max_new_tokens,

@@ -11,6 +11,7 @@ mod multi_head;
 mod products;
 mod rows;
 
+pub(crate) use arrays::c_slice;
 pub use attention::scaled_dot_product_attention;
 pub use elementwise::{gelu, relu};
 pub use multi_head::multi_head_attention;

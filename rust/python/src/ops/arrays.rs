@@ -1,7 +1,9 @@
 //! Argument errors, output buffers and result arrays shared by the op bindings.
 
-use numpy::ndarray::{ArrayD, IxDyn};
-use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::ndarray::{ArrayD, Dimension, IxDyn};
+use numpy::{
+    Element, IntoPyArray, PyArrayDyn, PyReadonlyArray, PyReadonlyArrayDyn, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -13,10 +15,14 @@ pub fn value_error(message: String) -> PyErr {
 /// The elements of argument `name` in row-major order. `TypeError` unless
 /// C-contiguous: NumPy also calls a Fortran-ordered array contiguous, and
 /// reading that as row-major would silently transpose it.
-pub fn c_slice<'a>(name: &str, array: &'a PyReadonlyArrayDyn<'_, f32>) -> PyResult<&'a [f32]> {
+pub fn c_slice<'a, T: Element, D: Dimension>(
+    name: &str,
+    array: &'a PyReadonlyArray<'_, T, D>,
+) -> PyResult<&'a [T]> {
     if !array.is_c_contiguous() {
         return Err(PyTypeError::new_err(format!(
-            "{name}: expected a C-contiguous float32 array"
+            "{name}: expected a C-contiguous {} array",
+            std::any::type_name::<T>()
         )));
     }
     Ok(array.as_slice()?)

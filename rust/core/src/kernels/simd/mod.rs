@@ -1,5 +1,5 @@
 //! Portable f32 vector layer for the element-wise and row kernels (softmax,
-//! layer norm, activations, attention). GEMM has its own micro-kernels.
+//! layer norm, activations, attention) and the GEMM micro-kernels.
 //!
 //! Each kernel is written once, generic over [`F32Vec`], and instantiated per
 //! ISA inside a `#[target_feature]` function by [`isa_kernel!`]:
@@ -63,6 +63,12 @@ pub(crate) trait F32Vec: Copy {
     unsafe fn select_eq(self, o: Self, a: Self, b: Self) -> Self;
     unsafe fn reduce_add(self) -> f32;
     unsafe fn reduce_max(self) -> f32;
+
+    /// Hints that the cache line holding `p` is about to be used. A hint
+    /// only: `p` may be any address (it is never dereferenced). Default:
+    /// nothing, for ISAs without a prefetch instruction worth issuing.
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const f32) {}
 
     /// Loads the first `n < LANES` values at `p`; the other lanes hold `fill`.
     #[inline(always)]

@@ -20,6 +20,12 @@ impl F32Vec for F32x8 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
+    unsafe fn prefetch(p: *const f32) {
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>())
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn splat(v: f32) -> Self {
         F32x8(_mm256_set1_ps(v))
     }
@@ -133,6 +139,12 @@ impl F32Vec for F32x8 {
 
 impl F32Vec for F32x16 {
     const LANES: usize = 16;
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn prefetch(p: *const f32) {
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>())
+    }
 
     #[inline]
     #[target_feature(enable = "avx512f")]

@@ -6,11 +6,15 @@
 //! 16 columns ([`BPanel`]). The big tile (MR × NR, NR = 16·STRIPS) is what
 //! large products run on; products with few rows use a thin tile that is
 //! wider (more strips) so enough independent accumulators hide FMA latency.
+//!
+//! The loops are written once in `generic` over the portable vector type;
+//! each ISA's file holds only its blocking constants and its table of tiles.
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512;
+mod generic;
 #[cfg(target_arch = "aarch64")]
 pub(super) mod neon;
 pub(super) mod scalar;

@@ -1,0 +1,209 @@
+//! The micro-kernel bodies, written once over [`F32Vec`] and instantiated per
+//! ISA by [`isa_entry_points!`] inside `#[target_feature]` functions.
+//!
+//! A 16-column strip is `Q = 16 / V::LANES` vectors: one zmm (AVX-512), two
+//! ymm (AVX2), four q registers (NEON) or sixteen f32 (scalar). The bodies are
+//! `#[inline(always)]` and the vector methods `#[inline]`, so after inlining
+//! the whole tile (R × S × Q accumulators) lives in one function compiled for
+//! its ISA and stays in registers.
+
+use super::BPanel;
+use crate::kernels::simd::F32Vec;
+
+/// Columns of one strip of a tile (and of a packed B strip).
+const STRIP: usize = 16;
+
+/// Rows of B one GEMV pass adds into y: eight sequential read streams.
+const GEMV_ROWS: usize = 8;
+
+/// See [`super::MicroKernel::gemv`]: y[0..n] += Σ_{p<K} a[p] · B[p, 0..n].
+///
+/// # Safety
+/// `V`'s ISA is available; `b` holds K = `a.len()` rows of `y.len()` f32 at
+/// stride `ldb` (`check_gemv`).
+#[inline(always)]
+pub(super) unsafe fn gemv<V: F32Vec>(a: &[f32], b: &[f32], ldb: usize, y: &mut [f32]) {
+    let mut p = 0;
+    while p + GEMV_ROWS <= a.len() {
+        // SAFETY: rows p..p+GEMV_ROWS < K of B hold y.len() f32 each (checked by the caller).
+        unsafe { gemv_rows::<V, GEMV_ROWS>(&a[p..p + GEMV_ROWS], b[p * ldb..].as_ptr(), ldb, y) };
+        p += GEMV_ROWS;
+    }
+    for (q, &aq) in a.iter().enumerate().skip(p) {
+        // SAFETY: as above for row q.
+        unsafe { gemv_rows::<V, 1>(&[aq], b[q * ldb..].as_ptr(), ldb, y) };
+    }
+}
+
+/// y += Σ_{i<P} a[i] · B[i, ..], B's rows at `b + i·ldb`, each y.len() long.
+///
+/// # Safety
+/// `V`'s ISA is available; `a.len() == P`; B's P rows are readable.
+#[inline(always)]
+unsafe fn gemv_rows<V: F32Vec, const P: usize>(
+    a: &[f32],
+    b: *const f32,
+    ldb: usize,
+    y: &mut [f32],
+) {
+    let w = V::LANES;
+    let n = y.len();
+    // SAFETY: `V`'s ISA is available (caller).
+    let mut av = [unsafe { V::splat(0.0) }; P];
+    for (v, &ai) in av.iter_mut().zip(a) {
+        // SAFETY: as above.
+        *v = unsafe { V::splat(ai) };
+    }
+    let yp = y.as_mut_ptr();
+    let mut j = 0;
+    // Four vectors per step: independent chains for the out-of-order core.
+    while j + 4 * w <= n {
+        for v in 0..4 {
+            // SAFETY: j + 4w <= n, so columns j + v·w..+w are in bounds.
+            unsafe { add_rows_at(&av, b, ldb, yp, j + v * w) };
+        }
+        j += 4 * w;
+    }
+    while j + w <= n {
+        // SAFETY: j + w <= n, as above.
+        unsafe { add_rows_at(&av, b, ldb, yp, j) };
+        j += w;
+    }
+    for (jj, yj) in y.iter_mut().enumerate().skip(j) {
+        for (i, &ai) in a.iter().enumerate().take(P) {
+            // SAFETY: jj < n, as above.
+            *yj = ai.mul_add(unsafe { *b.add(i * ldb + jj) }, *yj);
+        }
+    }
+}
+
+/// y[col..col+w] += Σ_i av[i] · B[i, col..col+w] for one vector's columns.
+///
+/// # Safety
+/// `V`'s ISA is available; y (at `yp`) and B's rows (at `b + i·ldb`) hold
+/// `col + V::LANES` f32.
+#[inline(always)]
+unsafe fn add_rows_at<V: F32Vec>(av: &[V], b: *const f32, ldb: usize, yp: *mut f32, col: usize) {
+    // SAFETY: in bounds and on this ISA by the caller's contract.
+    unsafe {
+        let mut acc = V::load(yp.add(col));
+        for (i, &ai) in av.iter().enumerate() {
+            acc = ai.mul_add(V::load(b.add(i * ldb + col)), acc);
+        }
+        acc.store(yp.add(col));
+    }
+}
+
+/// C[R × 16S] = beta·C + Ã·B̃ with each strip held as `Q` vectors; see
+/// [`super::MicroKernel::tile`] for the contract.
+///
+/// `Q · V::LANES == 16` is checked at compile time.
+///
+/// # Safety
+/// `V`'s ISA is available, and `MicroKernel::tile`'s contract holds for
+/// `rows = R`, `strips = S`.
+// Index loops, not iterator adapters: on aarch64 LLVM left `Zip`'s helpers
+// out of line in the `#[target_feature]` tiles and never unrolled them.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+pub(super) unsafe fn tile<V: F32Vec, const R: usize, const S: usize, const Q: usize>(
+    kc: usize,
+    a: *const f32,
+    b: BPanel,
+    c: *mut f32,
+    ldc: usize,
+    beta: f32,
+) {
+    const { assert!(Q * V::LANES == STRIP, "a strip is Q vectors") };
+    let w = V::LANES;
+    // SAFETY: `V`'s ISA is available (caller).
+    let zero = unsafe { V::splat(0.0) };
+    let mut acc = [[[zero; Q]; S]; R];
+    // C is touched only after the k loop; start its (likely L2/L3) lines
+    // on their way now so the stores do not stall on them.
+    for i in 0..R {
+        for s in 0..S {
+            // SAFETY: a prefetch never dereferences its address.
+            unsafe { V::prefetch(c.wrapping_add(i * ldc + s * STRIP)) };
+        }
+    }
+    let (mut a_step, mut b_row) = (a, b.ptr);
+    for _ in 0..kc {
+        let mut bv = [[zero; Q]; S];
+        for s in 0..S {
+            for q in 0..Q {
+                // SAFETY: strip s < S of the current row holds 16 readable f32.
+                bv[s][q] = unsafe { V::load(b_row.add(s * b.strip_stride + q * w)) };
+            }
+        }
+        for i in 0..R {
+            // SAFETY: the current k step of Ã holds R readable f32.
+            let ai = unsafe { V::splat(*a_step.add(i)) };
+            for s in 0..S {
+                for q in 0..Q {
+                    // SAFETY: `V`'s ISA is available.
+                    acc[i][s][q] = unsafe { ai.mul_add(bv[s][q], acc[i][s][q]) };
+                }
+            }
+        }
+        // Wrapping: after the last step these point past the operands and
+        // are never read.
+        a_step = a_step.wrapping_add(R);
+        b_row = b_row.wrapping_add(b.k_stride);
+    }
+    // SAFETY: `V`'s ISA is available.
+    let beta_v = unsafe { V::splat(beta) };
+    for i in 0..R {
+        for s in 0..S {
+            for q in 0..Q {
+                // SAFETY: row i < R, columns 16s+q·w..+w of C are writable,
+                // and readable when beta != 0, by the caller's contract.
+                unsafe {
+                    let dst = c.add(i * ldc + s * STRIP + q * w);
+                    let out = if beta == 0.0 {
+                        acc[i][s][q]
+                    } else {
+                        beta_v.mul_add(V::load(dst), acc[i][s][q])
+                    };
+                    out.store(dst);
+                }
+            }
+        }
+    }
+}
+
+macro_rules! isa_entry_points {
+    ($V:ty, $features:literal) => {
+        /// C[R × 16S] = beta·C + Ã·B̃; see [`MicroKernel::tile`] for the contract.
+        // One function per tile shape, as on x86 (where `#[target_feature]`
+        // already prevents inlining): NEON is a baseline aarch64 feature, so
+        // every shape would otherwise be inlined into the `tile_table!` match.
+        #[inline(never)]
+        #[target_feature(enable = $features)]
+        unsafe fn tile<const R: usize, const S: usize>(
+            kc: usize,
+            a: *const f32,
+            b: $crate::kernels::gemm::microkernel::BPanel,
+            c: *mut f32,
+            ldc: usize,
+            beta: f32,
+        ) {
+            const Q: usize = 16 / <$V as $crate::kernels::simd::F32Vec>::LANES;
+            // SAFETY: the caller upholds `MicroKernel::tile`'s contract and
+            // this function enables `$V`'s ISA.
+            unsafe {
+                $crate::kernels::gemm::microkernel::generic::tile::<$V, R, S, Q>(
+                    kc, a, b, c, ldc, beta,
+                )
+            }
+        }
+
+        /// See [`MicroKernel::gemv`]; `b` holds `a.len()` rows of `y.len()` at `ldb`.
+        #[target_feature(enable = $features)]
+        unsafe fn gemv(a: &[f32], b: &[f32], ldb: usize, y: &mut [f32]) {
+            // SAFETY: the caller guarantees the ISA and (`check_gemv`) the bounds.
+            unsafe { $crate::kernels::gemm::microkernel::generic::gemv::<$V>(a, b, ldb, y) }
+        }
+    };
+}
+pub(super) use isa_entry_points;

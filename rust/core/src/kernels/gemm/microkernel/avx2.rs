@@ -3,7 +3,7 @@
 //! Big tile 6 × 16: 12 accumulators + 2 B vectors + 1 broadcast A value
 //! (15 of the 16 ymm registers). Thin tiles widen to 64 columns for one row.
 
-use super::{check_gemv, generic, tile_table, BPanel, MicroKernel};
+use super::{check_gemv, generic, tiles, BPanel, MicroKernel};
 use crate::kernels::simd::x86::F32x8;
 
 pub(in crate::kernels::gemm) struct Avx2;
@@ -15,45 +15,13 @@ impl MicroKernel for Avx2 {
     const KC: usize = 256;
     const NC: usize = 2048;
 
-    fn max_strips(rows: usize) -> usize {
-        match rows {
-            1 => 4,
-            2..=3 => 2,
-            _ => 1,
-        }
-    }
-
-    unsafe fn tile(
-        rows: usize,
-        strips: usize,
-        kc: usize,
-        a: *const f32,
-        b: BPanel,
-        c: *mut f32,
-        ldc: usize,
-        beta: f32,
-    ) {
-        // SAFETY: the caller upholds `MicroKernel::tile`'s contract, which
-        // includes that this CPU has AVX2 and FMA, and is exactly `tile`'s.
-        unsafe {
-            tile_table!(
-                rows,
-                strips,
-                (kc, a, b, c, ldc, beta),
-                [
-                    (1, 1),
-                    (1, 2),
-                    (1, 4),
-                    (2, 1),
-                    (2, 2),
-                    (3, 1),
-                    (3, 2),
-                    (4, 1),
-                    (5, 1),
-                    (6, 1),
-                ]
-            )
-        }
+    tiles! {
+        1 => [1, 2, 4],
+        2 => [1, 2],
+        3 => [1, 2],
+        4 => [1],
+        5 => [1],
+        6 => [1],
     }
 
     unsafe fn gemv(a: &[f32], b: &[f32], ldb: usize, y: &mut [f32]) {

@@ -4,7 +4,7 @@
 //! straight from memory into the FMA. Thin tiles for few rows go up to 128
 //! columns so even one row keeps 8 independent FMA chains in flight.
 
-use super::{check_gemv, generic, tile_table, BPanel, MicroKernel};
+use super::{check_gemv, generic, tiles, BPanel, MicroKernel};
 use crate::kernels::simd::x86::F32x16;
 
 pub(in crate::kernels::gemm) struct Avx512;
@@ -18,70 +18,21 @@ impl MicroKernel for Avx512 {
     const KC: usize = 512;
     const NC: usize = 2048;
 
-    fn max_strips(rows: usize) -> usize {
-        match rows {
-            1 => 8,
-            2..=6 => 4,
-            _ => 2,
-        }
-    }
-
-    unsafe fn tile(
-        rows: usize,
-        strips: usize,
-        kc: usize,
-        a: *const f32,
-        b: BPanel,
-        c: *mut f32,
-        ldc: usize,
-        beta: f32,
-    ) {
-        // SAFETY: the caller upholds `MicroKernel::tile`'s contract, which
-        // includes that this CPU has AVX-512F, and is exactly `tile`'s.
-        unsafe {
-            tile_table!(
-                rows,
-                strips,
-                (kc, a, b, c, ldc, beta),
-                [
-                    (1, 1),
-                    (1, 2),
-                    (1, 4),
-                    (1, 8),
-                    (2, 1),
-                    (2, 2),
-                    (2, 4),
-                    (3, 1),
-                    (3, 2),
-                    (3, 4),
-                    (4, 1),
-                    (4, 2),
-                    (4, 4),
-                    (5, 1),
-                    (5, 2),
-                    (5, 4),
-                    (6, 1),
-                    (6, 2),
-                    (6, 4),
-                    (7, 1),
-                    (7, 2),
-                    (8, 1),
-                    (8, 2),
-                    (9, 1),
-                    (9, 2),
-                    (10, 1),
-                    (10, 2),
-                    (11, 1),
-                    (11, 2),
-                    (12, 1),
-                    (12, 2),
-                    (13, 1),
-                    (13, 2),
-                    (14, 1),
-                    (14, 2),
-                ]
-            )
-        }
+    tiles! {
+        1 => [1, 2, 4, 8],
+        2 => [1, 2, 4],
+        3 => [1, 2, 4],
+        4 => [1, 2, 4],
+        5 => [1, 2, 4],
+        6 => [1, 2, 4],
+        7 => [1, 2],
+        8 => [1, 2],
+        9 => [1, 2],
+        10 => [1, 2],
+        11 => [1, 2],
+        12 => [1, 2],
+        13 => [1, 2],
+        14 => [1, 2],
     }
 
     unsafe fn gemv(a: &[f32], b: &[f32], ldb: usize, y: &mut [f32]) {

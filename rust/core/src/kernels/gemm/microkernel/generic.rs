@@ -177,7 +177,7 @@ macro_rules! isa_entry_points {
         /// C[R × 16S] = beta·C + Ã·B̃; see [`MicroKernel::tile`] for the contract.
         // One function per tile shape, as on x86 (where `#[target_feature]`
         // already prevents inlining): NEON is a baseline aarch64 feature, so
-        // every shape would otherwise be inlined into the `tile_table!` match.
+        // every shape would otherwise be inlined into the `tiles!` match.
         #[inline(never)]
         #[target_feature(enable = $features)]
         unsafe fn tile<const R: usize, const S: usize>(

@@ -92,20 +92,43 @@ pub(super) fn check_gemv(a: &[f32], b: &[f32], ldb: usize, n: usize) {
     }
 }
 
-/// Turns run-time (rows, strips) into a call of the monomorphised
-/// `tile::<R, S>` listed for it; `tile` must be the kernel's generic fn.
-macro_rules! tile_table {
-    ($rows:expr, $strips:expr, $args:tt, [$(($r:literal, $s:literal)),* $(,)?]) => {
-        match ($rows, $strips) {
-            $(($r, $s) => tile_table!(@call $r, $s, $args),)*
-            (r, s) => unreachable!("no {r}-row {s}-strip tile"),
+/// Implements [`MicroKernel::max_strips`] and [`MicroKernel::tile`] from one
+/// list of the tiles an ISA instantiates, `rows => [strips, ...]` with the
+/// strips ascending, so the widest tile the driver asks for always exists.
+/// Expands inside the `impl MicroKernel` block, next to the ISA's own
+/// `tile::<R, S>` function.
+macro_rules! tiles {
+    ($($r:literal => [$($s:literal),+]),+ $(,)?) => {
+        fn max_strips(rows: usize) -> usize {
+            match rows {
+                $($r => *[$($s),+].last().unwrap(),)+
+                _ => Self::STRIPS,
+            }
+        }
+
+        unsafe fn tile(
+            rows: usize,
+            strips: usize,
+            kc: usize,
+            a: *const f32,
+            b: BPanel,
+            c: *mut f32,
+            ldc: usize,
+            beta: f32,
+        ) {
+            // SAFETY: the caller upholds `MicroKernel::tile`'s contract (this
+            // CPU runs the kernel's ISA; a, b and c span the tile), which is
+            // exactly the contract of the ISA's `tile::<R, S>`.
+            unsafe {
+                match (rows, strips) {
+                    $($(($r, $s) => tile::<$r, $s>(kc, a, b, c, ldc, beta),)+)+
+                    (r, s) => unreachable!("no {r}-row {s}-strip tile"),
+                }
+            }
         }
     };
-    (@call $r:literal, $s:literal, ($($arg:expr),*)) => {
-        tile::<$r, $s>($($arg),*)
-    };
 }
-pub(super) use tile_table;
+pub(super) use tiles;
 
 /// Evaluates `$body` with `$K` naming the micro-kernel type of `$isa`.
 macro_rules! with_kernel {

@@ -2,7 +2,7 @@
 //! f32 arithmetic the compiler may vectorise for the baseline target. The
 //! fallback on CPUs without a SIMD kernel.
 
-use super::{check_gemv, generic, tile_table, BPanel, MicroKernel};
+use super::{check_gemv, generic, tiles, BPanel, MicroKernel};
 
 pub(in crate::kernels::gemm) struct Scalar;
 
@@ -13,30 +13,11 @@ impl MicroKernel for Scalar {
     const KC: usize = 256;
     const NC: usize = 1024;
 
-    fn max_strips(_rows: usize) -> usize {
-        1
-    }
-
-    unsafe fn tile(
-        rows: usize,
-        strips: usize,
-        kc: usize,
-        a: *const f32,
-        b: BPanel,
-        c: *mut f32,
-        ldc: usize,
-        beta: f32,
-    ) {
-        // SAFETY: the caller upholds `MicroKernel::tile`'s contract, which is
-        // exactly `tile`'s.
-        unsafe {
-            tile_table!(
-                rows,
-                strips,
-                (kc, a, b, c, ldc, beta),
-                [(1, 1), (2, 1), (3, 1), (4, 1)]
-            )
-        }
+    tiles! {
+        1 => [1],
+        2 => [1],
+        3 => [1],
+        4 => [1],
     }
 
     unsafe fn gemv(a: &[f32], b: &[f32], ldb: usize, y: &mut [f32]) {

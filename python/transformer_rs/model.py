@@ -115,8 +115,9 @@ class Transformer:
             raise TypeError(
                 f"config: expected a dict or TransformerConfig, got {type(config).__name__}"
             )
+        _check_finite_config(config_dict)
         try:
-            config_json = json.dumps(config_dict, default=_json_scalar)
+            config_json = json.dumps(config_dict, default=_json_scalar, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise TypeError(f"config: not JSON-serialisable ({e})") from None
         names = [str(k) for k in state_dict]
@@ -239,6 +240,8 @@ class Transformer:
             )
         if not np.isfinite(length_penalty):
             raise ValueError(f"length_penalty: expected a finite number, got {length_penalty}")
+        if not isinstance(return_scores, (bool, np.bool_)):
+            raise TypeError(f"return_scores: expected a bool, got {type(return_scores).__name__}")
         hyps = self._native.generate(
             src, max_new_tokens, beam_size, float(length_penalty), num_hypotheses
         )
@@ -262,7 +265,7 @@ class Transformer:
             for i, r in enumerate(rows):
                 out[i, : len(r)] = r
             return out
-        arr = np.asarray(ids)
+        arr = _as_array(ids, name)
         _check_integer(arr, name)
         if arr.ndim != 2:
             raise ValueError(
@@ -273,13 +276,23 @@ class Transformer:
 
 def _token_row(row, name: str, i: int) -> np.ndarray:
     """Row ``i`` of a ragged token list as a 1-D int64 array."""
-    arr = np.asarray(row)
+    arr = _as_array(row, f"{name}[{i}]")
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
     _check_integer(arr, f"{name}[{i}]")
     if arr.ndim != 1:
         raise ValueError(f"{name}[{i}]: expected a list of token ids, got shape {arr.shape}")
     return _to_int64(arr, f"{name}[{i}]")
+
+
+def _as_array(x, name: str) -> np.ndarray:
+    """``np.asarray(x)``, with NumPy's complaint about ragged or unconvertible
+    input re-raised naming ``name``."""
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError, OverflowError) as e:
+        kind = TypeError if isinstance(e, TypeError) else ValueError
+        raise kind(f"{name}: cannot convert to an array ({e})") from None
 
 
 def _check_integer(arr: np.ndarray, name: str) -> None:
@@ -297,7 +310,7 @@ def _to_int64(arr: np.ndarray, name: str) -> np.ndarray:
 
 def _float_array(x, name: str) -> np.ndarray:
     """Any real array as C-contiguous float32 (TypeError for complex, object, ...)."""
-    arr = np.asarray(x)
+    arr = _as_array(x, name)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected a real float array, got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=np.float32)
@@ -305,10 +318,18 @@ def _float_array(x, name: str) -> np.ndarray:
 
 def _bool_array(x, name: str) -> np.ndarray:
     """A C-contiguous bool array (TypeError for any other dtype)."""
-    arr = np.asarray(x)
+    arr = _as_array(x, name)
     if arr.dtype != np.bool_:
         raise TypeError(f"{name}: expected a bool array (True = padding), got dtype {arr.dtype}")
     return np.ascontiguousarray(arr)
+
+
+def _check_finite_config(config: dict) -> None:
+    """``tr.CheckpointError`` naming the key of a NaN or infinite number, which
+    JSON (and so the Rust config parser) cannot represent."""
+    for key, value in config.items():
+        if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+            raise _native.CheckpointError(f"config: `{key}` must be a finite number, got {value}")
 
 
 def _json_scalar(value):
@@ -337,7 +358,7 @@ def _weight_array(name: str, value) -> np.ndarray:
         if getattr(value, "is_floating_point", lambda: False)():
             value = value.float()
         value = value.numpy()
-    arr = np.asarray(value)
+    arr = _as_array(value, f"state_dict[{name!r}]")
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"state_dict[{name!r}]: expected a numeric array, got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=np.float32)

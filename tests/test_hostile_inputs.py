@@ -133,6 +133,10 @@ IN_PROCESS = [
     case("native-generate-negative", NATIVE.generate, SRC, -1, 1, 1.0, 1, exc=OverflowError, match="negative"),
     case("native-from-tensors-json", _native.NativeTransformer.from_tensors, "{", [], [], exc=tr.CheckpointError, match="config: not valid JSON"),
     case("native-from-tensors-lengths", _native.NativeTransformer.from_tensors, json.dumps(CONFIG), ["a"], [], exc=ValueError, match="names and arrays differ in length"),
+    case("load-path-int", tr.Transformer.load, 123, exc=TypeError, match="path: expected a str or os.PathLike"),
+    case("load-path-nul", tr.Transformer.load, "a\0b", exc=ValueError, match="path: embedded null"),
+    case("save-empty-path", MODEL.save, "", exc=ValueError, match="path: expected a folder"),
+    case("native-save-empty-path", NATIVE.save, "", exc=ValueError, match="path: expected a folder"),
     # -- configs and state dicts ---------------------------------------------------
     case("config-missing-key", tr.Transformer.from_state_dict, STATE, {k: v for k, v in CONFIG.items() if k != "d_ff"}, exc=tr.CheckpointError, match="missing key `d_ff`"),
     case("config-string-size", tr.Transformer.from_state_dict, STATE, config(d_model="32"), exc=tr.CheckpointError, match="`d_model` must be a non-negative integer"),
@@ -293,6 +297,23 @@ def test_dangerous_input_fails_cleanly_in_a_child(worker, code, exc, match):
     assert outcome.raised is not None, "no exception"
     assert outcome.is_a(exc), f"{outcome.raised}: {outcome.message}"
     assert match in outcome.message, f"{match!r} not in {outcome.message!r}"
+
+
+def test_saving_over_the_loaded_checkpoint_keeps_the_model_intact(worker):
+    """The model maps its float32 weights from the file; saving it over that
+    same file (here with another layout: an extra tensor is dropped, so every
+    offset moves) must not change what the model computes, nor crash it."""
+    code = (
+        "h = header(aaa__extra={'dtype': 'F32', 'shape': [4], 'data_offsets': [0, 16]});"
+        "h = {k: ({**v, 'data_offsets': [v['data_offsets'][0] + 16, v['data_offsets'][1] + 16]}"
+        "         if k != 'aaa.extra' else v) for k, v in h.items()};"
+        "d = checkpoint(h=h, data=bytes(16) + DATA); m = tr.Transformer.load(d);"
+        "before = m.encode([[4, 9, 41]]); m.save(d); after = m.encode([[4, 9, 41]]);"
+        "assert (before == after).all(), 'weights changed under the model';"
+        "assert sorted(os.listdir(d)) == ['config.json', 'model.safetensors'], os.listdir(d)"
+    )
+    outcome = worker.run(code)
+    assert outcome.raised is None, f"{outcome.raised}: {outcome.message}"
 
 
 def test_huge_beam_runs_in_a_child(worker):

@@ -90,7 +90,7 @@ class Transformer:
         ``tr.CheckpointError`` (naming the tensor or key) for a malformed
         checkpoint or one whose config contradicts its weights.
         """
-        return cls(_native.NativeTransformer.load(os.fspath(path)))
+        return cls(_native.NativeTransformer.load(_folder(path)))
 
     @classmethod
     def from_state_dict(cls, state_dict: Mapping[str, Any], config: ConfigLike) -> Transformer:
@@ -127,7 +127,7 @@ class Transformer:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes ``config.json`` and ``model.safetensors`` (float32, CHECKPOINT.md
         names) into the folder ``path``, creating it if needed."""
-        self._native.save(os.fspath(path))
+        self._native.save(_folder(path))
 
     @property
     def config(self) -> TransformerConfig:
@@ -283,6 +283,22 @@ def _token_row(row, name: str, i: int) -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(f"{name}[{i}]: expected a list of token ids, got shape {arr.shape}")
     return _to_int64(arr, f"{name}[{i}]")
+
+
+def _folder(path) -> str:
+    """A checkpoint folder argument as a ``str`` path (``bytes`` paths are
+    decoded as ``os`` does); TypeError/ValueError name ``path``."""
+    try:
+        folder = os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise TypeError(
+            f"path: expected a str or os.PathLike folder, got {type(path).__name__}"
+        ) from None
+    if folder == "":
+        raise ValueError("path: expected a folder, got an empty path")
+    if "\0" in folder:
+        raise ValueError("path: embedded null character")
+    return folder
 
 
 def _as_array(x, name: str) -> np.ndarray:

@@ -28,7 +28,9 @@ pub fn read(path: &Path) -> Result<TensorMap> {
     // SAFETY: the map is read-only and private to this process; like every
     // mmap-based loader (safetensors, candle) we rely on the file not being
     // truncated or rewritten in place while the model lives. `save` writes a
-    // new file and renames it over the old one, which leaves this map intact.
+    // new file and renames it over the old one (safetensors'
+    // `serialize_to_file` does), which leaves this map intact
+    // (tests/test_hostile_inputs.py saves a model over its own file).
     let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path.display(), &e))?;
     let mmap = Arc::new(mmap);
     let st = SafeTensors::deserialize(&mmap).map_err(|e| {

@@ -115,6 +115,11 @@ impl Transformer {
     /// Writes `dir/config.json` and `dir/model.safetensors` (creating `dir`).
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
+        if dir.as_os_str().is_empty() {
+            // create_dir_all("") succeeds, and the files would land in the
+            // working directory.
+            return Err(Error::value("path: expected a folder, got an empty path"));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), &e))?;
         let config_path = dir.join("config.json");
         std::fs::write(&config_path, self.config.to_json() + "\n")

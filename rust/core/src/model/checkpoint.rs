@@ -114,16 +114,13 @@ fn diagnose(bytes: &[u8]) -> Option<String> {
         .collect();
     entries.sort_by_key(|(_, e)| (e.start, e.end));
     let mut expected_start = 0;
-    for (
-        name,
-        Entry {
+    for (name, entry) in entries {
+        let Entry {
             start,
             end,
             bits,
             dtype,
-        },
-    ) in entries
-    {
+        } = entry;
         if start != expected_start || end < start {
             return Some(format!(
                 "tensor `{name}`: data_offsets [{start}, {end}] leave a gap or overlap"

@@ -234,7 +234,7 @@ def header(**entries):
 
 def checkpoint(config=None, weights=None, h=None, data=DATA, length=None):
     "A checkpoint folder: config (dict or bytes), weights bytes, or a header."
-    folder = tempfile.mkdtemp()
+    folder = tempfile.mkdtemp(dir=BASE)
     config = CONFIG if config is None else config
     with open(folder + "/config.json", "wb") as f:
         f.write(config if isinstance(config, bytes) else json.dumps(config).encode())
@@ -283,8 +283,9 @@ ISOLATED = [
 
 
 @pytest.fixture(scope="module")
-def worker():
-    w = Worker(setup=SETUP, timeout=60)
+def worker(tmp_path_factory):
+    base = tmp_path_factory.mktemp("hostile")  # pytest prunes it, even after a crash
+    w = Worker(setup=f"BASE = {str(base)!r}\n" + SETUP, timeout=60)
     yield w
     w.close()
 

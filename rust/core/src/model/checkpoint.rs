@@ -369,15 +369,23 @@ mod tests {
         }
     }
 
+    /// [`checkpoint_error`] of a file made by [`tmp`], whose folder it then
+    /// removes.
+    fn rejected(path: &Path) -> String {
+        let msg = checkpoint_error(path);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+        msg
+    }
+
     #[test]
     fn a_huge_claimed_tensor_is_named_without_allocating() {
         let header = r#"{"big":{"dtype":"F32","shape":[1000000000000,1000000000000],"data_offsets":[0,16]}}"#;
-        let msg = checkpoint_error(&with_header("huge", header, 16));
+        let msg = rejected(&with_header("huge", header, 16));
         assert!(msg.contains("`big`"), "{msg}");
         // Offsets that claim the size the shape implies, far past the file.
         let header =
             r#"{"big":{"dtype":"F32","shape":[1000000,1000000],"data_offsets":[0,4000000000000]}}"#;
-        let msg = checkpoint_error(&with_header("huge2", header, 16));
+        let msg = rejected(&with_header("huge2", header, 16));
         assert!(msg.contains("`big`") && msg.contains("past"), "{msg}");
     }
 
@@ -418,14 +426,14 @@ mod tests {
             ),
         ];
         for (i, (header, fragment)) in cases.into_iter().enumerate() {
-            let msg = checkpoint_error(&with_header(&format!("entry{i}"), header, 4));
+            let msg = rejected(&with_header(&format!("entry{i}"), header, 4));
             assert!(
                 msg.contains("`w`") && msg.contains(fragment),
                 "{header}: {msg}"
             );
         }
         let header = r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
-        let msg = checkpoint_error(&with_header("tail", header, 12));
+        let msg = rejected(&with_header("tail", header, 12));
         assert!(msg.contains("cover 4 of the 12 data bytes"), "{msg}");
     }
 
@@ -436,27 +444,27 @@ mod tests {
             bytes.extend(b"{}");
             let path = tmp(&format!("len{n}"));
             std::fs::write(&path, bytes).unwrap();
-            checkpoint_error(&path);
+            rejected(&path);
         }
         let path = tmp("short");
         std::fs::write(&path, [1u8, 0, 0]).unwrap();
-        checkpoint_error(&path);
+        rejected(&path);
         // Not JSON, not an object, not UTF-8.
         for (i, header) in [&b"{\"a\":"[..], b"[1, 2]", b"\xff\xfe"].iter().enumerate() {
             let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
             bytes.extend(*header);
             let path = tmp(&format!("json{i}"));
             std::fs::write(&path, bytes).unwrap();
-            checkpoint_error(&path);
+            rejected(&path);
         }
     }
 
     #[test]
     fn only_regular_files_are_read() {
         let dir = tmp("dir");
-        std::fs::create_dir_all(&dir).ok();
         let dir = dir.parent().unwrap();
         assert!(checkpoint_error(dir).contains("not a regular file"));
+        std::fs::remove_dir_all(dir).unwrap();
         // A device: mapping it would read nothing sensible (or block).
         assert!(checkpoint_error(Path::new("/dev/zero")).contains("not a regular file"));
     }

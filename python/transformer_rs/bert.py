@@ -109,7 +109,7 @@ class BertModel:
 
         ``input_ids`` is an integer array ``[B, T]`` (T at most
         ``max_position_embeddings``); ``attention_mask`` ``[B, T]`` holds 1
-        for tokens and 0 for padding (ints or bools; no query attends to a
+        for tokens and 0 for padding (any real or bool dtype; no query attends to a
         padding key, and padded positions' own outputs are meaningless);
         ``token_type_ids`` ``[B, T]`` defaults to zeros. Positions are
         0..T-1 in every row, as in ``transformers`` with right padding.
@@ -118,10 +118,10 @@ class BertModel:
         padding = None
         if attention_mask is not None:
             mask = np.asarray(attention_mask)
-            if mask.dtype.kind not in "biu":
+            if mask.dtype.kind not in "biuf":
                 raise TypeError(
-                    f"attention_mask: expected an integer or bool array of 1 (token) and "
-                    f"0 (padding), got dtype {mask.dtype}"
+                    f"attention_mask: expected an array of 1 (token) and 0 (padding), "
+                    f"got dtype {mask.dtype}"
                 )
             _same_shape(mask, ids, "attention_mask")
             if mask.dtype.kind != "b" and not np.isin(mask, (0, 1)).all():

@@ -69,7 +69,10 @@ class BertModel:
         return cls(load_float_tensors(folder / "model.safetensors"), config)
 
     def _linear(self, name: str, x: np.ndarray) -> np.ndarray:
-        return x @ self.p[f"{name}.weight"].T + self.p[f"{name}.bias"]
+        weight = self.p[f"{name}.weight"]
+        # As a 2-D product, so NumPy hands it to BLAS (a stacked one it may not).
+        y = x.reshape(-1, x.shape[-1]) @ weight.T + self.p[f"{name}.bias"]
+        return y.reshape(*x.shape[:-1], weight.shape[0])
 
     def _norm(self, name: str, x: np.ndarray) -> np.ndarray:
         eps = self.config.get("layer_norm_eps", 1e-12)

@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
-from bert_helpers import minilm_dir
 
 import transformer_rs as tr
+from bert_helpers import minilm_dir
 from transformer_rs import cli
 
 LINES = ["The quick brown fox.", "", "Zürich, 東京 and naïve cafés", "  spaced  "]
@@ -76,9 +76,7 @@ def test_no_normalize_keeps_the_models_normalize_module(capsys, monkeypatch, tmp
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(capsys, monkeypatch, tmp_path, argv, stdin, words):
-    argv = [
-        a.format(missing=str(tmp_path / "missing"), model=str(minilm_dir())) for a in argv
-    ]
+    argv = [a.format(missing=str(tmp_path / "missing"), model=str(minilm_dir())) for a in argv]
     code, out, err = run(argv, capsys, monkeypatch, stdin)
     assert code == 2
     lines = err.strip().splitlines()

@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from bert_helpers import edited_json, minilm_dir, minilm_fixture, model_variant
 
 import transformer_rs as tr
+from bert_helpers import edited_json, minilm_dir, minilm_fixture, model_variant
 from transformer_rs.reference import bert as ref_bert
 from transformer_rs.reference.model import save_safetensors
 
@@ -66,9 +66,7 @@ def test_padding_does_not_change_real_positions(minilm):
 def test_defaults_are_all_visible_and_type_zero(minilm):
     ids = minilm_fixture()["input_ids"][:2]
     base = minilm.forward(ids)
-    np.testing.assert_array_equal(
-        base, minilm.forward(ids, np.ones_like(ids), np.zeros_like(ids))
-    )
+    np.testing.assert_array_equal(base, minilm.forward(ids, np.ones_like(ids), np.zeros_like(ids)))
     other_type = minilm.forward(ids, token_type_ids=np.ones_like(ids))
     assert np.abs(other_type - base).max() > 1e-3  # token types are really added
 
@@ -229,3 +227,10 @@ def test_bad_inputs_name_the_argument(minilm):
 def test_constructor_is_not_public():
     with pytest.raises(TypeError, match="load"):
         tr.BertModel(object())
+
+
+def test_fully_masked_row_is_finite(minilm):
+    """No key visible: zero attention output (documented in README Limits), never NaN."""
+    ids = np.array([[101, 7592, 102]])
+    out = minilm.forward(ids, attention_mask=np.zeros_like(ids))
+    assert np.isfinite(out).all()

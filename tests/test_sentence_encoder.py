@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bert_helpers import edited_json, minilm_dir, minilm_fixture, model_variant
 
 import transformer_rs as tr
+from bert_helpers import edited_json, minilm_dir, minilm_fixture, model_variant
 from transformer_rs.reference import bert as ref_bert
 
 # Sentences that exercise the tokenizer: accents and non-Latin scripts,
@@ -40,9 +40,7 @@ def own_reference():
 
 def assert_embeddings_close(got, want, atol=1e-4):
     assert got.dtype == np.float32 and got.shape == want.shape
-    cosine = (got * want).sum(axis=1) / (
-        np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1)
-    )
+    cosine = (got * want).sum(axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
     assert cosine.min() >= 0.99999, cosine
     np.testing.assert_allclose(got, want, rtol=0, atol=atol)
 
@@ -219,26 +217,56 @@ def test_missing_files(tmp_path):
         (
             {
                 "modules.json": [
-                    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-                    {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+                    {
+                        "idx": 0,
+                        "name": "0",
+                        "path": "",
+                        "type": "sentence_transformers.models.Transformer",
+                    },
+                    {
+                        "idx": 1,
+                        "name": "1",
+                        "path": "1_Pooling",
+                        "type": "sentence_transformers.models.Pooling",
+                    },
+                    {
+                        "idx": 2,
+                        "name": "2",
+                        "path": "2_Dense",
+                        "type": "sentence_transformers.models.Dense",
+                    },
                 ]
             },
             "Dense",
         ),
-        ({"modules.json": [{"path": "", "type": "sentence_transformers.models.Transformer"}]}, "Pooling"),
+        (
+            {"modules.json": [{"path": "", "type": "sentence_transformers.models.Transformer"}]},
+            "Pooling",
+        ),
         ({"modules.json": {"not": "a list"}}, "list"),
         ({"modules.json": "{oops"}, "JSON"),
         (
-            {"1_Pooling/config.json": edited_json("1_Pooling/config.json", pooling_mode_lasttoken=True)},
+            {
+                "1_Pooling/config.json": edited_json(
+                    "1_Pooling/config.json", pooling_mode_lasttoken=True
+                )
+            },
             "lasttoken",
         ),
         (
-            {"1_Pooling/config.json": edited_json("1_Pooling/config.json", pooling_mode_mean_tokens=False)},
+            {
+                "1_Pooling/config.json": edited_json(
+                    "1_Pooling/config.json", pooling_mode_mean_tokens=False
+                )
+            },
             "no pooling mode",
         ),
         (
-            {"1_Pooling/config.json": edited_json("1_Pooling/config.json", word_embedding_dimension=768)},
+            {
+                "1_Pooling/config.json": edited_json(
+                    "1_Pooling/config.json", word_embedding_dimension=768
+                )
+            },
             "word_embedding_dimension",
         ),
         ({"sentence_bert_config.json": {"max_seq_length": 1000}}, "max_position_embeddings"),

@@ -103,6 +103,9 @@ class NativeBertModel:
     @property
     def config_json(self) -> str: ...
     def forward(
-        self, input_ids: I64, key_padding_mask: Bools | None = None, token_type_ids: I64 | None = None
+        self,
+        input_ids: I64,
+        key_padding_mask: Bools | None = None,
+        token_type_ids: I64 | None = None,
     ) -> F32:
         """last_hidden_state [B, T, E]; key_padding_mask True = padding."""

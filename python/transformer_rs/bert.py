@@ -161,7 +161,14 @@ class SentenceEncoder:
     concatenated) and ``Normalize``.
     """
 
-    __slots__ = ("_bert", "_do_lower_case", "_max_seq_length", "_normalize", "_pooling", "_tokenizer")
+    __slots__ = (
+        "_bert",
+        "_do_lower_case",
+        "_max_seq_length",
+        "_normalize",
+        "_pooling",
+        "_tokenizer",
+    )
 
     def __init__(self) -> None:
         raise TypeError("use SentenceEncoder.load(path)")

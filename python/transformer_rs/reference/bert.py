@@ -111,7 +111,9 @@ class BertModel:
             attn = self._linear(f"{layer}.attention.output.dense", ctx)
             x = self._norm(f"{layer}.attention.output.LayerNorm", x + attn)
             hidden = act(self._linear(f"{layer}.intermediate.dense", x))
-            x = self._norm(f"{layer}.output.LayerNorm", x + self._linear(f"{layer}.output.dense", hidden))
+            x = self._norm(
+                f"{layer}.output.LayerNorm", x + self._linear(f"{layer}.output.dense", hidden)
+            )
         return x
 
 

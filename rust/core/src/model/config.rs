@@ -45,33 +45,11 @@ pub const MAX_TENSOR_ENTRIES: usize = isize::MAX as usize / 4;
 pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
 
 impl TransformerConfig {
-    /// Reads and validates the `config.json` file at `path`. A missing or
-    /// unreadable file is an I/O error; a file that is not a regular file
-    /// (a FIFO would block, `/dev/zero` never ends), is larger than
-    /// [`MAX_CONFIG_BYTES`] or is invalid is a checkpoint error prefixed
-    /// with the path.
+    /// Reads ([`read_text`]) and validates the `config.json` file at
+    /// `path`; errors are prefixed with the path.
     pub fn read(path: &Path) -> Result<Self> {
-        let io_err = |e: std::io::Error| Error::io(path.display(), &e);
-        let in_file = |m: String| Error::checkpoint(format!("{}: {m}", path.display()));
-        let meta = std::fs::metadata(path).map_err(io_err)?;
-        if !meta.is_file() {
-            return Err(in_file("config: not a regular file".into()));
-        }
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .map_err(io_err)?
-            .take(MAX_CONFIG_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_err)?;
-        if bytes.len() as u64 > MAX_CONFIG_BYTES {
-            return Err(in_file(format!(
-                "config: larger than {MAX_CONFIG_BYTES} bytes"
-            )));
-        }
-        let text = String::from_utf8(bytes)
-            .map_err(|e| in_file(format!("config: not valid UTF-8 text: {e}")))?;
-        Self::from_json(&text).map_err(|e| match e {
-            Error::Checkpoint(m) => in_file(m),
+        Self::from_json(&read_text(path)?).map_err(|e| match e {
+            Error::Checkpoint(m) => Error::checkpoint(format!("{}: {m}", path.display())),
             other => other,
         })
     }
@@ -223,6 +201,32 @@ impl TransformerConfig {
         }
         Ok(())
     }
+}
+
+/// The text of the `config.json` file at `path` (any model's). A missing or
+/// unreadable file is an I/O error; a file that is not a regular file (a
+/// FIFO would block, `/dev/zero` never ends), is larger than
+/// [`MAX_CONFIG_BYTES`] or is not UTF-8 is a checkpoint error prefixed with
+/// the path.
+pub fn read_text(path: &Path) -> Result<String> {
+    let io_err = |e: std::io::Error| Error::io(path.display(), &e);
+    let in_file = |m: String| Error::checkpoint(format!("{}: {m}", path.display()));
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    if !meta.is_file() {
+        return Err(in_file("config: not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io_err)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(in_file(format!(
+            "config: larger than {MAX_CONFIG_BYTES} bytes"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| in_file(format!("config: not valid UTF-8 text: {e}")))
 }
 
 fn bad(key: &str, expected: &str, got: impl std::fmt::Display) -> Error {

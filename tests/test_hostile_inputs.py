@@ -274,6 +274,8 @@ ISOLATED = [
     ("config-is-a-fifo", "d = checkpoint(); os.remove(d + '/config.json'); os.mkfifo(d + '/config.json'); tr.Transformer.load(d)", "CheckpointError", "config: not a regular file"),
     ("weights-is-a-fifo", "d = checkpoint(); os.remove(d + '/model.safetensors'); os.mkfifo(d + '/model.safetensors'); tr.Transformer.load(d)", "CheckpointError", "not a regular file"),
     ("weights-is-a-device", "d = checkpoint(); os.remove(d + '/model.safetensors'); os.symlink('/dev/zero', d + '/model.safetensors'); tr.Transformer.load(d)", "CheckpointError", "not a regular file"),
+    ("bert-config-is-a-fifo", "d = tempfile.mkdtemp(dir=BASE); os.mkfifo(d + '/config.json'); open(d + '/model.safetensors', 'wb').close(); tr.BertModel.load(d)", "CheckpointError", "config: not a regular file"),
+    ("bert-weights-1e12-squared", "d = tempfile.mkdtemp(dir=BASE); open(d + '/config.json', 'w').write(json.dumps({'model_type': 'bert', 'vocab_size': 8, 'hidden_size': 4, 'num_hidden_layers': 1, 'num_attention_heads': 1, 'intermediate_size': 4})); open(d + '/model.safetensors', 'wb').write(open(checkpoint(h=header(generator__weight={'shape': [10**12, 10**12]})) + '/model.safetensors', 'rb').read()); tr.BertModel.load(d)", "CheckpointError", "`generator.weight`"),
     ("config-d-model-2-62", "load(config={**CONFIG, 'd_model': 2**62, 'max_len': 1})", "CheckpointError", "d_model"),
     ("from-state-dict-huge-config", "tr.Transformer.from_state_dict({}, {**CONFIG, 'd_model': 2**20, 'n_heads': 1, 'd_ff': 2**45})", "CheckpointError", "`d_ff` × `d_model`"),
     ("matmul-result-terabytes", "tr.ops.matmul(np.zeros((2**20, 1, 1, 1), np.float32), np.zeros((1, 2**20, 1, 1), np.float32))", "MemoryError", "cannot allocate"),

@@ -91,6 +91,28 @@ impl Tensor {
     pub fn is_mapped(&self) -> bool {
         matches!(self.storage, Storage::Mapped { .. })
     }
+
+    /// For a mapped tensor, drops its pages from this process's resident
+    /// memory (they stay in the OS page cache and fault back in on the next
+    /// read); a no-op for an owned one. Loaders call this once a layer has
+    /// copied (packed) the values, so that loading does not hold the file
+    /// and the packed copy in memory at once.
+    pub fn release_resident_pages(&self) {
+        #[cfg(unix)]
+        if let Storage::Mapped { mmap, offset, len } = &self.storage {
+            // SAFETY: the map is read-only and private, so none of its pages
+            // was ever written: MADV_DONTNEED only unmaps them, and a later
+            // read faults the same bytes back in from the file (the map's
+            // contract, that the file is not modified while mapped, is the
+            // one `checkpoint::read` already relies on). No value seen
+            // through a borrow of this tensor changes. The range lies inside
+            // the map (checked in `mapped`); memmap2 widens it to pages, and
+            // its neighbours are equally read-only file pages.
+            let _ = unsafe {
+                mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, *offset, *len * 4)
+            };
+        }
+    }
 }
 
 impl fmt::Debug for Tensor {
@@ -137,6 +159,13 @@ impl TensorMap {
     pub fn insert_unsupported(&mut self, name: String, dtype: String) {
         self.tensors.remove(&name);
         self.unsupported.insert(name, dtype);
+    }
+
+    /// [`Tensor::release_resident_pages`] for every tensor.
+    pub fn release_resident_pages(&self) {
+        self.tensors
+            .values()
+            .for_each(Tensor::release_resident_pages);
     }
 
     /// A view with no prefix.

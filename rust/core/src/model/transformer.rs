@@ -29,16 +29,6 @@ impl<'a> TokenBatch<'a> {
     }
 }
 
-/// `part`, after dropping the checkpoint's mapped pages from resident
-/// memory: the part has packed its copy of the weights it read, so loading
-/// peaks at about the packed model plus one part's file pages, not the packed
-/// model plus the whole file (the embedding tables stay mapped and fault back
-/// in row by row).
-fn released<T>(map: &TensorMap, part: T) -> T {
-    map.release_resident_pages();
-    part
-}
-
 /// The whole model, immutable after loading (Send + Sync: share it freely).
 #[derive(Clone, Debug)]
 pub struct Transformer {
@@ -109,16 +99,13 @@ impl Transformer {
                 cfg.max_len,
                 e,
             )?,
-            encoder: released(map, Encoder::new(cfg, &t.pp("encoder"))?),
-            decoder: released(map, Decoder::new(cfg, &t.pp("decoder"))?),
-            generator: released(
-                map,
-                Linear::new(
-                    &w.pp("generator"),
-                    (e, "d_model"),
-                    (cfg.tgt_vocab_size, "tgt_vocab_size"),
-                )?,
-            ),
+            encoder: Encoder::new(cfg, &t.pp("encoder"))?,
+            decoder: Decoder::new(cfg, &t.pp("decoder"))?,
+            generator: Linear::new(
+                &w.pp("generator"),
+                (e, "d_model"),
+                (cfg.tgt_vocab_size, "tgt_vocab_size"),
+            )?,
             config,
         };
         Ok(model)

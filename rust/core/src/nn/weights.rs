@@ -92,25 +92,24 @@ impl Tensor {
         matches!(self.storage, Storage::Mapped { .. })
     }
 
-    /// For a mapped tensor, drops its pages from this process's resident
-    /// memory (they stay in the OS page cache and fault back in on the next
-    /// read); a no-op for an owned one. Loaders call this once a layer has
-    /// copied (packed) the values, so that loading does not hold the file
-    /// and the packed copy in memory at once.
+    /// For a tensor mapped from a checkpoint, drops the file's pages from
+    /// this process's resident memory (they stay in the OS page cache and
+    /// fault back in on the next read); a no-op for an owned tensor. Layers
+    /// that copy (pack) a tensor call this once done, so that loading never
+    /// holds the file and the packed copy in memory at once. It releases the
+    /// whole file, not just this tensor's range: the kernel maps a
+    /// neighbourhood of pages (up to megabytes) on each fault, so tensors
+    /// released earlier come back resident as their neighbours are read.
     pub fn release_resident_pages(&self) {
         #[cfg(unix)]
-        if let Storage::Mapped { mmap, offset, len } = &self.storage {
-            // SAFETY: the map is read-only and private, so none of its pages
-            // was ever written: MADV_DONTNEED only unmaps them, and a later
-            // read faults the same bytes back in from the file (the map's
-            // contract, that the file is not modified while mapped, is the
-            // one `checkpoint::read` already relies on). No value seen
-            // through a borrow of this tensor changes. The range lies inside
-            // the map (checked in `mapped`); memmap2 widens it to pages, and
-            // its neighbours are equally read-only file pages.
-            let _ = unsafe {
-                mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, *offset, *len * 4)
-            };
+        if let Storage::Mapped { mmap, .. } = &self.storage {
+            // SAFETY: the map is read-only, so none of its pages was ever
+            // written: MADV_DONTNEED only unmaps them, and a later read
+            // faults the same bytes back in from the file (the contract that
+            // the file is not modified while mapped is the one
+            // `checkpoint::read` already relies on). No value seen through a
+            // borrow of any tensor of this map changes.
+            let _ = unsafe { mmap.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
         }
     }
 }

@@ -160,13 +160,6 @@ impl TensorMap {
         self.unsupported.insert(name, dtype);
     }
 
-    /// [`Tensor::release_resident_pages`] for every tensor.
-    pub fn release_resident_pages(&self) {
-        self.tensors
-            .values()
-            .for_each(Tensor::release_resident_pages);
-    }
-
     /// A view with no prefix.
     pub fn root(&self) -> Weights<'_> {
         Weights {
@@ -293,6 +286,22 @@ mod tests {
             matches!(w.get("bias", &[(2, "x")]), Err(Error::Checkpoint(m)) if m.contains("I64"))
         );
         assert!(w.get_opt("nope", &[]).unwrap().is_none());
+    }
+
+    #[test]
+    fn released_pages_read_back_the_same_values() {
+        let values: Vec<f32> = (0..5000).map(|i| (i as f32 * 0.37).sin()).collect();
+        let path = std::env::temp_dir().join(format!("trs-release-{}.bin", std::process::id()));
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a read-only map of a file this test owns and does not modify.
+        let mmap = Arc::new(unsafe { Mmap::map(&file) }.unwrap());
+        let t = Tensor::mapped(&mmap, 0, vec![50, 100]).unwrap();
+        assert_eq!(t.data(), values.as_slice());
+        t.release_resident_pages();
+        assert_eq!(t.data(), values.as_slice());
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -31,7 +31,7 @@ import numpy as np
 import transformer_rs as tr
 from transformer_rs.reference.model import random_state_dict
 
-MB = 1 << 20
+MiB = 1 << 20
 BASE = {
     "d_model": 512, "n_heads": 8, "d_ff": 2048, "n_encoder_layers": 6, "n_decoder_layers": 6,
     "src_vocab_size": 32000, "tgt_vocab_size": 32000, "max_len": 512, "activation": "relu",
@@ -86,15 +86,15 @@ def repeated_calls(n_calls: int) -> None:
         call()
     start, t0 = resident_bytes(), time.perf_counter()
     print(f"\n## {n_calls} x (encode [8, 40] + greedy generate, 3 sources x 20 tokens)\n")
-    print("| calls | RSS MB | growth since warm-up MB |")
+    print("| calls | RSS MiB | growth since warm-up MiB |")
     print("|---:|---:|---:|")
-    print(f"| 0 | {start / MB:.1f} | 0.0 |")
+    print(f"| 0 | {start / MiB:.1f} | 0.0 |")
     step = max(1, n_calls // 10)
     for i in range(1, n_calls + 1):
         call()
         if i % step == 0:
             now = resident_bytes()
-            print(f"| {i} | {now / MB:.1f} | {(now - start) / MB:+.1f} |")
+            print(f"| {i} | {now / MiB:.1f} | {(now - start) / MiB:+.1f} |")
     print(f"\n{n_calls} calls in {time.perf_counter() - t0:.1f} s")
 
 
@@ -112,8 +112,8 @@ def load_peak(name: str, config: dict) -> str:
         )
     peak, after, anon, file = (int(v) for v in out.stdout.split())
     return (
-        f"| {name} | {n / MB:.0f} | {peak / MB:.0f} | {peak / n:.2f} | {after / MB:.0f} "
-        f"| {after / n:.2f} | {anon / MB:.0f} | {file / MB:.0f} |"
+        f"| {name} | {n / MiB:.0f} | {peak / MiB:.0f} | {peak / n:.2f} | {after / MiB:.0f} "
+        f"| {after / n:.2f} | {anon / MiB:.0f} | {file / MiB:.0f} |"
     )
 
 
@@ -126,8 +126,8 @@ def main() -> None:
     repeated_calls(args.calls or (300 if args.quick else 10_000))
     print("\n## Loading a checkpoint of N bytes (float32), peak RSS in a fresh process\n")
     print(
-        "| checkpoint | N MB | peak during load MB | peak / N | resident after MB | after / N "
-        "| process RssAnon MB | process RssFile MB |"
+        "| checkpoint | N MiB | peak during load MiB | peak / N | resident after MiB | after / N "
+        "| process RssAnon MiB | process RssFile MiB |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, config in (QUICK_CASES if args.quick else LOAD_CASES).items():

@@ -4,6 +4,7 @@ A model loaded from a folder pickles as the folder's path and a fingerprint
 of its files (the unpickling process maps the checkpoint again); one built
 in memory, or whose files changed since it was loaded, pickles its weights.
 Either way the unpickled model computes exactly what the original does.
+BertModel and SentenceEncoder have no by-value form: they pickle by path only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 import transformer_rs as tr
+from bert_helpers import minilm_dir, model_variant
 from transformer_rs.reference.model import random_state_dict
 
 DATA = Path(__file__).parent / "data"
@@ -137,3 +139,57 @@ def test_multiprocessing_pool_ships_models_to_workers(folder, in_memory, method)
             assert g.dtype == e.dtype and g.tobytes() == e.tobytes()
         else:
             assert g == e
+
+
+# --------------------------------------------------------------------------
+# BERT encoders can only be rebuilt from their folder: they pickle by path.
+
+SENTENCES = ["A man is eating food.", "", "Deux chats dorment sur le canapé."]
+
+
+@pytest.fixture
+def minilm(tmp_path):
+    """A private MiniLM folder: files symlinked, config.json a real copy."""
+    config = json.loads((minilm_dir() / "config.json").read_text())
+    return model_variant(tmp_path / "minilm", replace={"config.json": config})
+
+
+def test_bert_model_pickles_as_its_path(minilm):
+    bert = tr.BertModel.load(minilm)
+    ids = np.array([[101, 2023, 2003, 1037, 3231, 102], [101, 7592, 102, 0, 0, 0]])
+    mask = (ids != 0).astype(np.int64)
+    data = pickle.dumps(bert)
+    assert len(data) < 2000
+    clone = pickle.loads(data)
+    assert clone.config == bert.config
+    assert clone.forward(ids, mask).tobytes() == bert.forward(ids, mask).tobytes()
+
+
+def test_sentence_encoder_pickles_as_its_path(minilm):
+    encoder = tr.SentenceEncoder.load(minilm)
+    data = pickle.dumps(encoder)
+    assert len(data) < 4000
+    clone = pickle.loads(data)
+    assert clone.encode(SENTENCES).tobytes() == encoder.encode(SENTENCES).tobytes()
+    with mp.get_context("spawn").Pool(1) as pool:
+        shipped = pool.apply_async(methodcaller("encode", SENTENCES), (encoder,)).get(timeout=120)
+    assert shipped.tobytes() == encoder.encode(SENTENCES).tobytes()
+
+
+@pytest.mark.parametrize("kind", ["BertModel", "SentenceEncoder"])
+def test_bert_encoders_with_changed_files_refuse_to_pickle(minilm, kind):
+    """They have no by-value form: pickling the folder's new contents would
+    ship other weights, so pickling fails, naming the folder."""
+    model = getattr(tr, kind).load(minilm)
+    config = minilm / "config.json"
+    config.write_text(config.read_text() + " ")
+    with pytest.raises(pickle.PicklingError, match="changed since it was loaded"):
+        pickle.dumps(model)
+
+
+def test_bert_encoder_unpickling_refuses_a_changed_folder(minilm):
+    data = pickle.dumps(tr.SentenceEncoder.load(minilm))
+    config = minilm / "config.json"
+    config.write_text(config.read_text() + " ")
+    with pytest.raises(tr.CheckpointError, match="changed since"):
+        pickle.loads(data)

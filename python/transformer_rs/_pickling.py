@@ -10,8 +10,10 @@ since pickling (``tr.CheckpointError``) rather than load other weights.
 Models built in memory pickle by value (see ``Transformer.__reduce__``).
 
 A model class reuses this by capturing ``FolderOrigin.of(path, files)`` before
-loading, keeping it on the instance, and returning ``origin.reduce(cls)`` from
-``__reduce__`` when ``origin.unchanged()``.
+loading and keeping it on the instance; ``__reduce__`` returns
+``origin.reduce(cls)`` when ``origin.unchanged()``, else a by-value form, or,
+for a model that has none, ``reduce_by_path(model, origin)``, which refuses
+to pickle a model whose files changed.
 """
 
 from __future__ import annotations
@@ -19,20 +21,29 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import tempfile
 
 import numpy as np
 
 from ._native import CheckpointError
 
-__all__ = ["FolderOrigin", "read_safetensors", "saved_files"]
+__all__ = ["FolderOrigin", "read_safetensors", "reduce_by_path", "saved_files"]
 
 
-def _fingerprint(path: str, files: tuple[str, ...]) -> tuple[tuple[str, int, int, int], ...]:
-    """(name, inode, size, mtime_ns) of each of ``files`` under ``path``."""
+Fingerprint = tuple[tuple[str, int, int, int], ...]
+
+
+def _fingerprint(path: str, files: tuple[str, ...]) -> Fingerprint:
+    """(name, inode, size, mtime_ns) of each of ``files`` under ``path``;
+    (name, -1, -1, -1) for one that does not exist (optional files)."""
     out = []
     for name in files:
-        st = os.stat(os.path.join(path, name))
+        try:
+            st = os.stat(os.path.join(path, name))
+        except FileNotFoundError:
+            out.append((name, -1, -1, -1))
+            continue
         out.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
     return tuple(out)
 
@@ -43,13 +54,14 @@ class FolderOrigin:
 
     path: str
     """Absolute path of the folder."""
-    fingerprint: tuple[tuple[str, int, int, int], ...]
-    """(file name, inode, size, mtime_ns) of each file the loader reads."""
+    fingerprint: Fingerprint
+    """(file name relative to ``path``, inode, size, mtime_ns) of each file
+    the loader reads (or may read)."""
 
     @classmethod
     def of(cls, path: str | os.PathLike[str], files: tuple[str, ...]) -> FolderOrigin | None:
         """The origin of a model about to be loaded from ``path``, or ``None``
-        if a file is missing (loading then fails with its own error)."""
+        if the files cannot be examined (loading then fails on its own)."""
         path = os.path.abspath(os.fspath(path))
         try:
             return cls(path, _fingerprint(path, files))
@@ -67,6 +79,21 @@ class FolderOrigin:
     def reduce(self, cls: type) -> tuple:
         """``__reduce__`` value that loads ``cls`` from this folder again."""
         return (_load_from_origin, (cls, self))
+
+
+def reduce_by_path(model, origin: FolderOrigin | None) -> tuple:
+    """``__reduce__`` of a model that can only be rebuilt by loading its
+    folder again (it has no by-value form): its origin's ``reduce``, or
+    ``pickle.PicklingError`` if its files changed since it was loaded."""
+    name = type(model).__name__
+    if origin is None:
+        raise pickle.PicklingError(f"this {name} was not loaded from a folder")
+    if not origin.unchanged():
+        raise pickle.PicklingError(
+            f"{origin.path}: the files of this {name} changed since it was loaded, so "
+            "loading the folder again would give other weights; load it again to pickle it"
+        )
+    return origin.reduce(type(model))
 
 
 def _load_from_origin(cls: type, origin: FolderOrigin):

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import transformer_rs as tr
+from bert_helpers import minilm_dir
 from transformer_rs import _native
 from transformer_rs.reference.model import random_state_dict
 
@@ -74,9 +75,9 @@ def run_concurrently(tasks, n_threads=N_THREADS, rounds=2):
     return results
 
 
-def assert_concurrent_equals_serial(tasks):
+def assert_concurrent_equals_serial(tasks, rounds=2):
     serial = [task() for task in tasks]
-    for per_thread in run_concurrently(tasks):
+    for per_thread in run_concurrently(tasks, rounds=rounds):
         for i, outs in per_thread.items():
             for out in outs:
                 assert same(out, serial[i]), f"task {i} differs from its serial result"
@@ -155,6 +156,19 @@ def op_tasks():
             seq, seq, seq, heads, in_w, in_b, out_w, out_b, key_padding_mask=padding
         ),
     ]
+
+
+def test_sentence_encoder_from_8_threads_equals_serial():
+    encoder = tr.SentenceEncoder.load(minilm_dir())
+    sentences = ["A man is eating food.", "", "Un chat dort.", "The quick brown fox " * 8]
+    assert_concurrent_equals_serial(
+        [
+            lambda: encoder.encode(sentences),
+            lambda: encoder.encode(sentences[2], normalize_embeddings=False),
+            lambda: encoder.encode(sentences * 2, batch_size=3),
+        ],
+        rounds=1,
+    )
 
 
 def test_ops_from_8_threads_equal_serial():
@@ -257,6 +271,9 @@ def _native_calls():
     names = sorted(state)
     arrays = [np.ascontiguousarray(state[n], dtype=np.float32) for n in names]
     config_json = native.config_json
+    bert = tr.BertModel.load(minilm_dir())._native
+    ids = rng.integers(1000, 2000, size=(4, 64)).astype(np.int64)
+    bert_padding = np.zeros(ids.shape, bool)
     return {
         "relu": lambda: _native.relu(x),
         "gelu": lambda: _native.gelu(x),
@@ -278,6 +295,8 @@ def _native_calls():
         "Transformer.forward": lambda: native.forward(src, tgt),
         "Transformer.generate(greedy)": lambda: native.generate(src, 20, 1, 1.0, 1),
         "Transformer.generate(beam)": lambda: native.generate(src, 20, 3, 1.0, 2),
+        "BertModel.load": lambda: _native.NativeBertModel.load(str(minilm_dir())),
+        "BertModel.forward": lambda: bert.forward(ids, bert_padding, None),
     }
 
 

@@ -2,8 +2,8 @@
 
 A model loaded from a checkpoint folder pickles as the folder's path plus a
 fingerprint of the files it read (inode, size, modification time): unpickling
-loads (memory-maps) the folder again, which is fast and lets worker processes
-share the OS page cache. If the files changed since the model was loaded, it
+loads (memory-maps) the folder again, so no weights go through the pickle
+(a pipe to each worker, for multiprocessing). If the files changed since the model was loaded, it
 pickles by value instead, so a pickle always holds the weights the model
 computes with; and unpickling by path refuses a folder whose files changed
 since pickling (``tr.CheckpointError``) rather than load other weights.

@@ -108,7 +108,6 @@ pub fn linear<'py>(
     let mut out = zeroed_output(&out_shape)?;
     let (x, weight) = (c_slice("x", &x)?, c_slice("weight", &weight)?);
     let bias = c_slice_opt("bias", &bias)?;
-    let rows = out.len().checked_div(out_features).unwrap_or(0);
     let product = || {
         linear_rows(x, in_features, weight, bias, out_features, &mut out);
         Ok(())

@@ -21,20 +21,26 @@ unsafe fn softmax_generic<V: F32Vec>(x: &mut [f32], scale: f32, mask: Option<&[f
     let neg_inf = V::splat(NEG_INF);
     let vscale = V::splat(scale);
 
-    // Pass 1: x ← z = scale·x + mask (masked stays -inf), and max z.
+    // Pass 1: x ← z = scale·x + mask (masked stays -inf), max z, and
+    // whether any z is NaN (max skips NaNs; torch's row is then all NaN).
     let mut vmax = neg_inf;
+    let (zero, one) = (V::splat(0.0), V::splat(1.0));
+    let mut vnan = zero;
     match mask {
         None => {
             for i in (0..full).step_by(w) {
                 let z = V::load(p.add(i)).mul(vscale);
                 z.store(p.add(i));
                 vmax = vmax.max(z);
+                vnan = vnan.add(z.select_eq(z, zero, one));
             }
             if rem > 0 {
                 V::load_partial(p.add(full), rem, 0.0)
                     .mul(vscale)
                     .store_partial(p.add(full), rem);
-                vmax = vmax.max(V::load_partial(p.add(full), rem, NEG_INF));
+                let z = V::load_partial(p.add(full), rem, NEG_INF);
+                vmax = vmax.max(z);
+                vnan = vnan.add(z.select_eq(z, zero, one));
             }
         }
         Some(m) => {
@@ -45,6 +51,7 @@ unsafe fn softmax_generic<V: F32Vec>(x: &mut [f32], scale: f32, mask: Option<&[f
                 let z = mv.select_eq(neg_inf, neg_inf, z);
                 z.store(p.add(i));
                 vmax = vmax.max(z);
+                vnan = vnan.add(z.select_eq(z, zero, one));
             }
             if rem > 0 {
                 // Padding lanes get mask -inf, so they come out -inf.
@@ -53,8 +60,13 @@ unsafe fn softmax_generic<V: F32Vec>(x: &mut [f32], scale: f32, mask: Option<&[f
                 let z = mv.select_eq(neg_inf, neg_inf, z);
                 z.store_partial(p.add(full), rem);
                 vmax = vmax.max(z);
+                vnan = vnan.add(z.select_eq(z, zero, one));
             }
         }
+    }
+    if vnan.reduce_add() > 0.0 {
+        x.fill(f32::NAN);
+        return;
     }
     let max = vmax.reduce_max();
     if max == NEG_INF {
@@ -108,12 +120,24 @@ unsafe fn log_softmax_generic<V: F32Vec>(x: &mut [f32]) {
     let full = n - n % w;
     let rem = n - full;
 
+    // Max, and whether any x is NaN (max skips NaNs; torch's row is then
+    // all NaN).
     let mut vmax = V::splat(NEG_INF);
+    let (zero, one) = (V::splat(0.0), V::splat(1.0));
+    let mut vnan = zero;
     for i in (0..full).step_by(w) {
-        vmax = vmax.max(V::load(p.add(i)));
+        let v = V::load(p.add(i));
+        vmax = vmax.max(v);
+        vnan = vnan.add(v.select_eq(v, zero, one));
     }
     if rem > 0 {
-        vmax = vmax.max(V::load_partial(p.add(full), rem, NEG_INF));
+        let v = V::load_partial(p.add(full), rem, NEG_INF);
+        vmax = vmax.max(v);
+        vnan = vnan.add(v.select_eq(v, zero, one));
+    }
+    if vnan.reduce_add() > 0.0 {
+        x.fill(f32::NAN);
+        return;
     }
     let max = vmax.reduce_max();
     if max == NEG_INF {

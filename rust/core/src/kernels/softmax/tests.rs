@@ -187,3 +187,37 @@ fn row_parallel_variants_match_reference() {
         );
     }
 }
+
+#[test]
+fn a_nan_makes_the_whole_row_nan_as_in_torch() {
+    for isa in dispatch::available() {
+        for n in LENGTHS.into_iter().filter(|&n| n > 0) {
+            for at in [0, n / 2, n - 1] {
+                let mut x: Vec<f32> = (0..n).map(|j| j as f32 * 0.25).collect();
+                x[at] = f32::NAN;
+                let mut soft = x.clone();
+                softmax_row_with(isa, &mut soft, 1.0, None);
+                assert!(
+                    soft.iter().all(|p| p.is_nan()),
+                    "{isa:?} n={n} at={at}: {soft:?}"
+                );
+                let mut log = x.clone();
+                log_softmax_row_with(isa, &mut log);
+                assert!(
+                    log.iter().all(|p| p.is_nan()),
+                    "{isa:?} n={n} at={at}: {log:?}"
+                );
+                // A NaN where the mask says "ignore" is ignored.
+                let mut mask = vec![0.0f32; n];
+                mask[at] = -INF;
+                let mut masked = x.clone();
+                softmax_row_with(isa, &mut masked, 1.0, Some(&mask));
+                let finite = masked.iter().all(|p| p.is_finite());
+                assert!(
+                    finite && masked[at] == 0.0,
+                    "{isa:?} n={n} at={at}: {masked:?}"
+                );
+            }
+        }
+    }
+}

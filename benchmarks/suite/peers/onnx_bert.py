@@ -1,0 +1,81 @@
+"""ONNX Runtime computing a BERT encoder (post-LN, exact GELU) and its mean
+pooling + L2 normalisation, as a graph of plain ONNX ops built from the
+safetensors weights. Shape key: B batch, T tokens, H hidden."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .onnx_graph import GraphBuilder
+
+
+def build(folder, threads):
+    """A function (ids [B, T], mask [B, T]) -> (last_hidden_state [B, T, H],
+    embeddings [B, H]); mask 1 = token, 0 = padding; token type 0."""
+    from onnx import TensorProto, helper
+
+    cfg, w = folder.config, folder.state
+    h, eps = cfg["hidden_size"], cfg["layer_norm_eps"]
+    assert cfg["hidden_act"] == "gelu", "the graph implements exact GELU only"
+    g = GraphBuilder()
+
+    def norm(x, name, out):
+        return g.layer_norm(x, w[f"{name}.weight"], w[f"{name}.bias"], eps, out)
+
+    def linear(x, name, out):
+        return g.linear(x, w[f"{name}.weight"], w[f"{name}.bias"], out)
+
+    words = g.node("Gather", [g.const("words", w["embeddings.word_embeddings.weight"]), "ids"], "e")
+    length = g.node("Shape", ["ids"], "length", start=1, end=2)
+    table = g.const("pos", w["embeddings.position_embeddings.weight"])
+    zero = g.const("zero", np.array([0], np.int64))
+    positions = g.node("Slice", [table, zero, length], "positions")
+    token_type = g.const("type0", w["embeddings.token_type_embeddings.weight"][0])
+    x = g.node("Add", [g.node("Add", [words, positions], "e_pos"), token_type], "e_all")
+    x = norm(x, "embeddings.LayerNorm", "x0")
+
+    mask = g.node("Cast", ["attention_mask"], "mask_f", to=TensorProto.FLOAT)
+    axes = g.const("axes_1_2", np.array([1, 2], np.int64))
+    mask4 = g.node("Unsqueeze", [mask, axes], "mask4")  # [B, 1, 1, T]
+    one = g.const("one", np.float32(1.0))
+    big = g.const("big", np.float32(-1e9))
+    score_bias = g.node("Mul", [g.node("Sub", [one, mask4], "pad4"), big], "score_bias")
+
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"encoder.layer.{i}"
+        q, k, v = (
+            linear(x, f"{p}.attention.self.{part}", f"{p}.{part}")
+            for part in ("query", "key", "value")
+        )
+        ctx = g.attention(q, k, v, cfg["num_attention_heads"], h, f"{p}.ctx", score_bias)
+        attn = linear(ctx, f"{p}.attention.output.dense", f"{p}.attn")
+        x = norm(g.node("Add", [x, attn], f"{p}.r1"), f"{p}.attention.output.LayerNorm", f"{p}.x1")
+        inner = g.node("Gelu", [linear(x, f"{p}.intermediate.dense", f"{p}.in")], f"{p}.gelu")
+        inner = linear(inner, f"{p}.output.dense", f"{p}.out")
+        x = norm(g.node("Add", [x, inner], f"{p}.r2"), f"{p}.output.LayerNorm", f"{p}.x2")
+    hidden = g.node("Identity", [x], "last_hidden_state")
+
+    mask3 = g.node("Unsqueeze", [mask, g.const("axis_2", np.array([2], np.int64))], "mask3")
+    axis_1 = g.const("axis_1", np.array([1], np.int64))
+    summed = g.node(
+        "ReduceSum", [g.node("Mul", [hidden, mask3], "kept"), axis_1], "summed", keepdims=0
+    )
+    count = g.node("ReduceSum", [mask3, axis_1], "count", keepdims=0)
+    mean = g.node("Div", [summed, count], "mean")
+    g.node("LpNormalization", [mean], "embeddings", axis=-1, p=2)
+
+    def io(name, dtype, shape):
+        return helper.make_tensor_value_info(name, dtype, shape)
+
+    session = g.session(
+        [io("ids", TensorProto.INT64, ["B", "T"]),
+         io("attention_mask", TensorProto.INT64, ["B", "T"])],
+        [io("last_hidden_state", TensorProto.FLOAT, ["B", "T", h]),
+         io("embeddings", TensorProto.FLOAT, ["B", h])],
+        threads,
+    )  # fmt: skip
+
+    def run(ids, mask):
+        return session.run(None, {"ids": ids, "attention_mask": mask})
+
+    return run

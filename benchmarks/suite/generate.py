@@ -11,7 +11,7 @@ import numpy as np
 
 import transformer_rs as tr
 
-from .common import OURS, Context, Row, installed, time_engines
+from .common import OURS, Context, Row, time_engines
 from .transformer_base import FIRST_TOKEN, config_and_weights
 
 TITLE = (
@@ -34,7 +34,7 @@ def measure(ctx: Context) -> list[Row]:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         translator = None
-        if installed("ctranslate2"):
+        if ctx.peer("ctranslate2"):
             from .peers import ct2_transformer
 
             translator = ct2_transformer.build_translator(config, state, folder, ctx.threads)

@@ -37,7 +37,7 @@ GROUPS = {"gemm": gemm, "encoder": encoder, "generate": generate, "embed": embed
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def parse_args(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -165,11 +165,19 @@ def threads_table(rows: list[Row], few: int, many: int) -> str:
 
 
 def render(args, info: dict, rows: list[Row]) -> str:
+    command = ["python benchmarks/run_all.py"] + [f"--only {','.join(args.only)}"] * (
+        len(args.only) < len(GROUPS)
+    )
+    command += ["--quick"] * args.quick + ["--ours-only"] * args.ours_only
+    command += ["--threads", *map(str, args.threads), "--repeats", str(args.repeats)]
     lines = [
+        f"`{' '.join(command)}`",
+        "",
         f"CPU: {info['cpu']}; {info['ours']}; Python {info['python']}.",
         f"Peers: {info['numpy']}; {info['peers']}.",
-        f"fp32, thread counts {args.threads}, median of {args.repeats} calls after 2 warm-up "
-        "calls, every engine in the same process with the same thread count and inputs.",
+        f"fp32, {' and '.join(map(str, args.threads))} thread(s), median of {args.repeats} "
+        "calls after 2 warm-up calls, every engine in the same process with the same thread "
+        "count and inputs.",
         "Ratio column: best peer's time / ours (> 1 = transformer_rs is faster).",
     ]
     if args.ours_only:
@@ -188,7 +196,7 @@ def render(args, info: dict, rows: list[Row]) -> str:
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.child is not None:
         run_child(args)
         return

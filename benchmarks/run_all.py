@@ -119,16 +119,26 @@ def ratio_cell(row: Row) -> str:
     return f"{peers[best] / row.seconds[OURS]:.2f} ({best})"
 
 
+def target_cell(row: Row) -> str:
+    peers = [s for n, s in row.seconds.items() if n != OURS]
+    if row.target is None or OURS not in row.seconds or not peers:
+        return "-"
+    met = min(peers) / row.seconds[OURS] >= row.target
+    return f"≥ {row.target:.2f}: " + ("yes" if met else "**no**")
+
+
 def group_table(module, rows: list[Row]) -> str:
     engines = engines_of(rows)
     extra = getattr(module, "extra_columns", None)
     header = ["case", "threads"] + [f"{e} {module.UNIT}" for e in engines]
-    header += ["ours / best peer"] + (list(extra(rows[0])) if extra else []) + ["check"]
+    header += ["ours / best peer", "target"] + (list(extra(rows[0])) if extra else [])
+    header += ["check"]
     body = []
     for r in rows:
         cells = [r.case, str(r.threads)]
         cells += [f"{module.value(r, e):.1f}" if e in r.seconds else "-" for e in engines]
-        cells += [ratio_cell(r)] + (list(extra(r).values()) if extra else []) + [r.check]
+        cells += [ratio_cell(r), target_cell(r)] + (list(extra(r).values()) if extra else [])
+        cells += [r.check]
         body.append(cells)
     return table(header, body)
 

@@ -49,7 +49,8 @@ class Row:
     work: what one call does, in the group's unit (FLOPs, tokens, sentences),
     so that work / seconds is the throughput; idle_cpu_ms: engine name -> CPU
     milliseconds the process burnt in the pause after a call returned;
-    check: how the engines' outputs compare (a short text).
+    check: how the engines' outputs compare (a short text);
+    target: issue 7's least speed ratio over the best peer for this case, if any.
     """
 
     group: str
@@ -59,7 +60,7 @@ class Row:
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     idle_cpu_ms: dict[str, float] = dataclasses.field(default_factory=dict)
     check: str = ""
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    target: float | None = None
 
 
 def median_seconds(call: Callable[[], Any], repeats: int, warmup: int = 2) -> tuple[float, Any]:

@@ -42,6 +42,7 @@ def measure(ctx: Context) -> list[Row]:
             src = rng.integers(FIRST_TOKEN, config["src_vocab_size"], (b, SRC_LEN))
             name = "greedy" if beam == 1 else f"beam {beam}"
             row = Row("generate", f"{name}, B={b}", ctx.threads, work=b * NEW_TOKENS)
+            row.target = 1.3
             calls = {
                 OURS: lambda src=src, beam=beam: ours.generate(
                     src, max_new_tokens=NEW_TOKENS, beam_size=beam

@@ -34,20 +34,15 @@ def build(folder, threads):
     x = g.node("Add", [g.node("Add", [words, positions], "e_pos"), token_type], "e_all")
     x = norm(x, "embeddings.LayerNorm", "x0")
 
-    mask = g.node("Cast", ["attention_mask"], "mask_f", to=TensorProto.FLOAT)
-    axes = g.const("axes_1_2", np.array([1, 2], np.int64))
-    mask4 = g.node("Unsqueeze", [mask, axes], "mask4")  # [B, 1, 1, T]
-    one = g.const("one", np.float32(1.0))
-    big = g.const("big", np.float32(-1e9))
-    score_bias = g.node("Mul", [g.node("Sub", [one, mask4], "pad4"), big], "score_bias")
+    mask_index = g.node("Cast", ["attention_mask"], "mask_index", to=TensorProto.INT32)
 
     for i in range(cfg["num_hidden_layers"]):
         p = f"encoder.layer.{i}"
-        q, k, v = (
-            linear(x, f"{p}.attention.self.{part}", f"{p}.{part}")
-            for part in ("query", "key", "value")
-        )
-        ctx = g.attention(q, k, v, cfg["num_attention_heads"], h, f"{p}.ctx", score_bias)
+        qkv = [f"{p}.attention.self.{part}" for part in ("query", "key", "value")]
+        w_qkv = np.concatenate([w[f"{name}.weight"] for name in qkv])
+        b_qkv = np.concatenate([w[f"{name}.bias"] for name in qkv])
+        heads = cfg["num_attention_heads"]
+        ctx = g.self_attention(x, w_qkv, b_qkv, heads, f"{p}.ctx", mask_index)
         attn = linear(ctx, f"{p}.attention.output.dense", f"{p}.attn")
         x = norm(g.node("Add", [x, attn], f"{p}.r1"), f"{p}.attention.output.LayerNorm", f"{p}.x1")
         inner = g.node("Gelu", [linear(x, f"{p}.intermediate.dense", f"{p}.in")], f"{p}.gelu")
@@ -55,6 +50,7 @@ def build(folder, threads):
         x = norm(g.node("Add", [x, inner], f"{p}.r2"), f"{p}.output.LayerNorm", f"{p}.x2")
     hidden = g.node("Identity", [x], "last_hidden_state")
 
+    mask = g.node("Cast", ["attention_mask"], "mask_f", to=TensorProto.FLOAT)
     mask3 = g.node("Unsqueeze", [mask, g.const("axis_2", np.array([2], np.int64))], "mask3")
     axis_1 = g.const("axis_1", np.array([1], np.int64))
     summed = g.node(

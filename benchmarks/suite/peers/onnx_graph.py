@@ -34,33 +34,25 @@ class GraphBuilder:
         scale, shift = self.const(f"{out}.g", weight), self.const(f"{out}.beta", bias)
         return self.node("LayerNormalization", [x, scale, shift], out, axis=-1, epsilon=eps)
 
-    def attention(self, q, k, v, heads, width, out, score_bias=None):
-        """Multi-head scaled dot-product attention of projected q, k, v
-        [B, S, E] -> [B, S, E]; score_bias [B, 1, 1, S] is added to the scores
-        (0 = visible, very negative = padding)."""
-        d = width // heads
-        split = self.const(f"{out}.split", np.array([0, 0, heads, d], np.int64))
-        merge = self.const(f"{out}.merge", np.array([0, 0, width], np.int64))
-        parts = []
-        for name, x, perm in (
-            (f"{out}.q", q, [0, 2, 1, 3]),
-            (f"{out}.k", k, [0, 2, 3, 1]),
-            (f"{out}.v", v, [0, 2, 1, 3]),
-        ):  # fmt: skip  (k as [B, H, D, S])
-            x = self.node("Reshape", [x, split], f"{name}4")
-            parts.append(self.node("Transpose", [x], f"{name}t", perm=perm))
-        scores = self.node("MatMul", parts[:2], f"{out}.scores")
-        scale = self.const(f"{out}.scale", np.float32(1 / np.sqrt(d)))
-        scores = self.node("Mul", [scores, scale], f"{out}.scaled")
-        if score_bias is not None:
-            scores = self.node("Add", [scores, score_bias], f"{out}.masked")
-        probs = self.node("Softmax", [scores], f"{out}.probs", axis=-1)
-        ctx = self.node("MatMul", [probs, parts[2]], f"{out}.ctx")
-        ctx = self.node("Transpose", [ctx], f"{out}.ctxt", perm=[0, 2, 1, 3])
-        return self.node("Reshape", [ctx, merge], out)
+    def self_attention(self, x, in_proj_weight, in_proj_bias, heads, out, mask_index=None):
+        """Multi-head self-attention without the output projection, x [B, S, E]
+        -> [B, S, E], as ORT's fused CPU ``com.microsoft.Attention`` op (what
+        ORT's own transformer optimiser turns BERT attention into): one packed
+        QKV product, scale 1/sqrt(D), softmax, PV. in_proj_weight [3E, E] is
+        Wq; Wk; Wv (PyTorch layout); mask_index [B, S] int32, 1 = key visible."""
+        w = self.const(f"{out}.wqkv", np.ascontiguousarray(in_proj_weight.T))
+        b = self.const(f"{out}.bqkv", in_proj_bias)
+        inputs = [x, w, b] + ([mask_index] if mask_index is not None else [])
+        self.nodes.append(
+            self._helper.make_node(
+                "Attention", inputs, [out], domain="com.microsoft", num_heads=heads
+            )
+        )
+        return out
 
     def session(self, inputs, outputs, threads):
-        """onnxruntime.InferenceSession of the graph (opset 20) on `threads`
+        """onnxruntime.InferenceSession of the graph (opset 20 + ORT's contrib
+        ops) on `threads`
         intra-op threads, with ORT's default (full) graph optimisations.
         inputs / outputs: onnx ValueInfoProtos."""
         import onnxruntime
@@ -69,7 +61,8 @@ class GraphBuilder:
         graph = helper.make_graph(
             self.nodes, "graph", inputs, outputs, initializer=list(self.weights.values())
         )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+        opsets = [helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)]
+        model = helper.make_model(graph, opset_imports=opsets)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

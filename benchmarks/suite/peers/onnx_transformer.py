@@ -33,11 +33,7 @@ def build_encoder(config, state, threads):
         p = f"transformer.encoder.layers.{i}"
         h = norm(x, f"{p}.norm1", f"{p}.h1")
         w_in, b_in = state[f"{p}.self_attn.in_proj_weight"], state[f"{p}.self_attn.in_proj_bias"]
-        q, k, v = (
-            g.linear(h, w_in[j * e : (j + 1) * e], b_in[j * e : (j + 1) * e], f"{p}.{part}")
-            for j, part in enumerate("qkv")
-        )
-        ctx = g.attention(q, k, v, config["n_heads"], e, f"{p}.ctx")
+        ctx = g.self_attention(h, w_in, b_in, config["n_heads"], f"{p}.ctx")
         x = g.node("Add", [x, linear(ctx, f"{p}.self_attn.out_proj", f"{p}.attn")], f"{p}.x1")
         h = norm(x, f"{p}.norm2", f"{p}.h2")
         hidden = g.node("Relu", [linear(h, f"{p}.linear1", f"{p}.ff1")], f"{p}.relu")

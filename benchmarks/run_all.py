@@ -1,7 +1,7 @@
 """Every speed comparison of issue 7, side by side, as Markdown tables.
 
     python benchmarks/run_all.py [--quick] [--threads 1 2] [--only gemm,encoder,generate,embed]
-                                 [--repeats N] [--markdown-out FILE]
+                                 [--repeats N] [--ours-only] [--markdown-out FILE]
 
 Row groups: gemm (tr.ops.matmul vs torch and numpy), encoder (Transformer-base
 encode vs ONNX Runtime, CTranslate2, torch), generate (greedy and beam 4 vs
@@ -13,11 +13,11 @@ used when present, never required).
 
 For each thread count the script runs the measurements in a child process
 whose OPENBLAS/OMP/MKL_NUM_THREADS are set (NumPy's BLAS reads them only at
-start-up); every engine there gets the same thread count, the same inputs,
-and is timed one after the other: median of --repeats calls after 2 warm-up
-calls. The ratio column is the best peer's time over ours: > 1 means
-transformer_rs is faster. --quick runs tiny shapes once or twice: a smoke
-test, not a measurement.
+start-up); every engine there gets the same thread count and the same
+inputs, and the engines take turns in two blocks of calls each (a pause and a
+warm-up call before each block): median of --repeats calls. The ratio column
+is the best peer's time over ours: > 1 means transformer_rs is faster.
+--quick runs tiny shapes once or twice: a smoke test, not a measurement.
 """
 
 from __future__ import annotations
@@ -186,8 +186,8 @@ def render(args, info: dict, rows: list[Row]) -> str:
         f"CPU: {info['cpu']}; {info['ours']}; Python {info['python']}.",
         f"Peers: {info['numpy']}; {info['peers']}.",
         f"fp32, {' and '.join(map(str, args.threads))} thread(s), median of {args.repeats} "
-        "calls after 2 warm-up calls, every engine in the same process with the same thread "
-        "count and inputs.",
+        "calls, every engine in the same process with the same thread count and inputs, "
+        "engines taking turns in 2 blocks of calls (each after a pause and a warm-up call).",
         "Ratio column: best peer's time / ours (> 1 = transformer_rs is faster).",
     ]
     if args.ours_only:

@@ -20,6 +20,8 @@ OURS = "transformer_rs"
 # OpenBLAS / OpenMP / ORT workers to stop spinning; also the window in which the
 # CPU time burnt by threads left running after a call is measured.
 PAUSE_SECONDS = 0.2
+# Blocks of calls each engine's timed calls are split into (see time_engines).
+ROUNDS = 2
 
 
 @dataclasses.dataclass
@@ -63,17 +65,15 @@ class Row:
     target: float | None = None
 
 
-def median_seconds(call: Callable[[], Any], repeats: int, warmup: int = 2) -> tuple[float, Any]:
-    """(median wall seconds of `repeats` calls after `warmup` calls, last result)."""
-    result = None
-    for _ in range(warmup):
-        result = call()
+def timed_calls(call: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
+    """(wall seconds of each of `repeats` calls after one warm-up call, last result)."""
+    result = call()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         result = call()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+    return times, result
 
 
 def idle_cpu_ms(call: Callable[[], Any], seconds: float) -> float:
@@ -87,13 +87,24 @@ def idle_cpu_ms(call: Callable[[], Any], seconds: float) -> float:
 
 
 def time_engines(row: Row, calls: dict[str, Callable[[], Any]], ctx: Context) -> dict[str, Any]:
-    """Times each engine's call into `row` (seconds and idle CPU), one engine
-    after the other with a pause before each; returns the last output of each
-    engine for the check column."""
+    """Times each engine's call into `row` (median seconds and idle CPU);
+    returns the last output of each engine for the check column.
+
+    The engines take turns in ROUNDS blocks of calls (A B C A B C), each block
+    after a pause and one warm-up call, so that a slow spell of the machine
+    hits every engine rather than whichever ran then; the median is over all
+    of an engine's calls."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
     outputs = {}
+    for block in range(ROUNDS):
+        n = ctx.repeats // ROUNDS + (block < ctx.repeats % ROUNDS)
+        for name, call in calls.items():
+            time.sleep(ctx.pause_seconds)
+            block_times, outputs[name] = timed_calls(call, n)
+            times[name] += block_times
     for name, call in calls.items():
+        row.seconds[name] = statistics.median(times[name])
         time.sleep(ctx.pause_seconds)
-        row.seconds[name], outputs[name] = median_seconds(call, ctx.repeats)
         row.idle_cpu_ms[name] = idle_cpu_ms(call, ctx.pause_seconds)
     return outputs
 

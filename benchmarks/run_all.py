@@ -47,6 +47,7 @@ def parse_args(argv):
     parser.add_argument("--markdown-out", help="also write the tables to this file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.only = [g.strip() for g in args.only.split(",") if g.strip()]
     unknown = [g for g in args.only if g not in GROUPS]
@@ -71,7 +72,7 @@ def run_child(args) -> None:
         import torch
 
         torch.set_num_threads(args.child)
-    ctx = Context(args.child, args.quick, args.repeats, with_peers=not args.ours_only)
+    ctx = Context(args.child, args.quick, args.repeats, not args.ours_only, args.cache_dir)
     rows = []
     for name in args.only:
         print(f"[{args.child} thread(s)] {name} ...", file=sys.stderr, flush=True)
@@ -80,11 +81,12 @@ def run_child(args) -> None:
         json.dump({"info": describe(), "rows": [dataclasses.asdict(r) for r in rows]}, f)
 
 
-def measure(args, threads: int) -> tuple[dict, list[Row]]:
+def measure(args, threads: int, cache_dir: str) -> tuple[dict, list[Row]]:
+    """Runs a child at `threads`; cache_dir keeps what the children share."""
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "rows.json")
         cmd = [sys.executable, os.path.abspath(__file__), "--child", str(threads),
-               "--child-out", out, "--only", ",".join(args.only),
+               "--child-out", out, "--cache-dir", cache_dir, "--only", ",".join(args.only),
                "--repeats", str(args.repeats)]  # fmt: skip
         cmd += ["--quick"] * args.quick + ["--ours-only"] * args.ours_only
         env = dict(os.environ, **{var: str(threads) for var in THREAD_VARS})
@@ -145,12 +147,13 @@ def group_table(module, rows: list[Row]) -> str:
 
 def threads_table(rows: list[Row], few: int, many: int) -> str:
     """Ours on `many` vs `few` threads for every case, and the CPU time the
-    process burns in the pause after a call returns (ours, busiest peer)."""
+    process burns in the pause after a call returns (ours, busiest peer);
+    empty when no case has both."""
     by_key = {(r.group, r.case, r.threads): r for r in rows}
     pause = f"{PAUSE_SECONDS * 1e3:.0f} ms"
     header = ["group / case", f"ours {few} thr", f"ours {many} thr",
               f"speed-up {many} vs {few} thr", f"ours CPU ms in the {pause} after a call",
-              "busiest peer, same", "ok"]  # fmt: skip
+              "busiest peer, same window", "ok"]  # fmt: skip
     body = []
     for r in rows:
         if r.threads != many or OURS not in r.seconds:
@@ -171,7 +174,7 @@ def threads_table(rows: list[Row], few: int, many: int) -> str:
             f"{peers[busiest]:.0f} ({busiest})" if busiest else "-",
             "yes" if speedup >= 1.0 else "**no**",
         ])  # fmt: skip
-    return table(header, body)
+    return table(header, body) if body else ""
 
 
 def render(args, info: dict, rows: list[Row]) -> str:
@@ -200,8 +203,10 @@ def render(args, info: dict, rows: list[Row]) -> str:
             lines += ["", f"**{GROUPS[name].TITLE}**", "", group_table(GROUPS[name], group_rows)]
     if len(args.threads) > 1:
         few, many = min(args.threads), max(args.threads)
-        lines += ["", f"**Threads: {many} vs {few} thread(s), and idle CPU after a call**", ""]
-        lines += [threads_table(rows, few, many)]
+        threads = threads_table(rows, few, many)
+        if threads:
+            title = f"**Threads: ours on {many} vs {few} thread(s), and idle CPU after a call**"
+            lines += ["", title, "", threads]
     return "\n".join(lines) + "\n"
 
 
@@ -211,9 +216,10 @@ def main(argv=None) -> None:
         run_child(args)
         return
     info, rows = {}, []
-    for threads in args.threads:
-        info, child_rows = measure(args, threads)
-        rows += child_rows
+    with tempfile.TemporaryDirectory() as cache_dir:
+        for threads in args.threads:
+            info, child_rows = measure(args, threads, cache_dir)
+            rows += child_rows
     text = render(args, info, rows)
     print(text)
     if args.markdown_out:

@@ -32,6 +32,7 @@ class Context:
     quick: bool
     repeats: int
     with_peers: bool = True
+    cache_dir: str | None = None  # shared by the children of one run
 
     def peer(self, *modules: str) -> bool:
         """Whether to run the peer that needs `modules`: wanted and installed."""

@@ -8,6 +8,7 @@ float64 NumPy reference of the same embeddings."""
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 
@@ -81,16 +82,23 @@ def pipelines(path, ctx: Context, directory):
     return folder, engines
 
 
-def reference_embeddings(folder, sentences):
-    """float64 NumPy reference, one sentence at a time (no padding)."""
+def reference_embeddings(folder, sentences, cache_dir):
+    """float64 NumPy reference, one sentence at a time (no padding); slow
+    (tens of seconds), so computed once per run and kept in `cache_dir`."""
     from .peers.bert_folder import mean_pool_normalize
     from .peers.bert_reference import last_hidden_state
 
+    cache = os.path.join(cache_dir, f"minilm_reference_{len(sentences)}.npy") if cache_dir else None
+    if cache and os.path.exists(cache):
+        return np.load(cache)
     rows = []
     for sentence in sentences:
         ids, mask = folder.padded([sentence])
         rows.append(mean_pool_normalize(last_hidden_state(folder, ids, mask), mask)[0])
-    return np.stack(rows)
+    reference = np.stack(rows)
+    if cache:
+        np.save(cache, reference)
+    return reference
 
 
 def measure(ctx: Context) -> list[Row]:
@@ -105,7 +113,7 @@ def measure(ctx: Context) -> list[Row]:
         folder, engines = pipelines(path, ctx, directory)
         if not engines:
             return []
-        reference = reference_embeddings(folder, sentences)
+        reference = reference_embeddings(folder, sentences, ctx.cache_dir)
         for batch in BATCHES:
             row = Row("embed", f"batch {batch}", ctx.threads, work=len(sentences))
             row.target = 1.3

@@ -3,8 +3,8 @@ strings, ``tr.SentenceEncoder.encode`` next to ONNX Runtime and CTranslate2
 (both built from the same safetensors weights, fed by the same ``tokenizers``
 tokenizer, mean pooling and normalisation) and sentence-transformers, in
 sentences/s. Batch 1 encodes the sentences one call each; batch 32 encodes
-them in one call. The check column is each engine's max |difference| from a
-float64 NumPy reference of the same embeddings."""
+them in one call. The check column is each engine's max |difference| from
+``tr.reference.bert``'s float64 embeddings of the same sentences."""
 
 from __future__ import annotations
 
@@ -82,20 +82,15 @@ def pipelines(path, ctx: Context, directory):
     return folder, engines
 
 
-def reference_embeddings(folder, sentences, cache_dir):
-    """float64 NumPy reference, one sentence at a time (no padding); slow
-    (tens of seconds), so computed once per run and kept in `cache_dir`."""
-    from .peers.bert_folder import mean_pool_normalize
-    from .peers.bert_reference import last_hidden_state
+def reference_embeddings(path, sentences, cache_dir):
+    """``tr.reference.bert``'s float64 embeddings, one sentence at a time;
+    slow (tens of seconds), so computed once per run and kept in `cache_dir`."""
+    from transformer_rs.reference.bert import encode_sentences
 
     cache = os.path.join(cache_dir, f"minilm_reference_{len(sentences)}.npy") if cache_dir else None
     if cache and os.path.exists(cache):
         return np.load(cache)
-    rows = []
-    for sentence in sentences:
-        ids, mask = folder.padded([sentence])
-        rows.append(mean_pool_normalize(last_hidden_state(folder, ids, mask), mask)[0])
-    reference = np.stack(rows)
+    reference = encode_sentences(path, sentences)
     if cache:
         np.save(cache, reference)
     return reference
@@ -113,7 +108,7 @@ def measure(ctx: Context) -> list[Row]:
         folder, engines = pipelines(path, ctx, directory)
         if not engines:
             return []
-        reference = reference_embeddings(folder, sentences, ctx.cache_dir)
+        reference = reference_embeddings(path, sentences, ctx.cache_dir)
         for batch in BATCHES:
             row = Row("embed", f"batch {batch}", ctx.threads, work=len(sentences))
             row.target = 1.3

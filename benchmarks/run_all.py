@@ -186,17 +186,17 @@ def render(args, info: dict, rows: list[Row]) -> str:
     lines = [
         f"`{' '.join(command)}`",
         "",
-        f"CPU: {info['cpu']}; {info['ours']}; Python {info['python']}.",
-        f"Peers: {info['numpy']}; {info['peers']}.",
-        f"fp32, {' and '.join(map(str, args.threads))} thread(s), median of {args.repeats} "
+        f"- CPU: {info['cpu']}; {info['ours']}; Python {info['python']}.",
+        f"- Peers: {info['numpy']}; {info['peers']}.",
+        f"- fp32, {' and '.join(map(str, args.threads))} thread(s), median of {args.repeats} "
         "calls, every engine in the same process with the same thread count and inputs, "
         "engines taking turns in 2 blocks of calls (each after a pause and a warm-up call).",
-        "Ratio column: best peer's time / ours (> 1 = transformer_rs is faster).",
+        "- Ratio column: best peer's time / ours (> 1 = transformer_rs is faster).",
     ]
     if args.ours_only:
-        lines.append("--ours-only: every peer left out.")
+        lines.append("- --ours-only: every peer left out.")
     if args.quick:
-        lines.append("**--quick: tiny shapes, a smoke test; these numbers mean nothing.**")
+        lines.append("- **--quick: tiny shapes, a smoke test; these numbers mean nothing.**")
     for name in args.only:
         group_rows = [r for r in rows if r.group == name]
         if group_rows:

@@ -1,0 +1,120 @@
+"""Timing, idle-CPU measurement and result rows shared by every row group.
+
+A row group's ``measure(ctx)`` runs inside one child process per thread count
+and returns ``Row``s; ``run_all.py`` turns them into Markdown tables. Every
+engine of a row is timed in the same process, on the same inputs, with the same
+thread count, one engine after the other, with a pause in between so that a
+peer's spinning idle threads do not take the cores from the next engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+OURS = "transformer_rs"
+# Pause before timing each engine, long enough for a previous engine's idle
+# OpenBLAS / OpenMP / ORT workers to stop spinning; also the window in which the
+# CPU time burnt by threads left running after a call is measured.
+PAUSE_SECONDS = 0.2
+# Blocks of calls each engine's timed calls are split into (see time_engines).
+ROUNDS = 2
+
+
+@dataclasses.dataclass
+class Context:
+    """What a row group needs to know in the child process."""
+
+    threads: int
+    quick: bool
+    repeats: int
+    with_peers: bool = True
+    cache_dir: str | None = None  # shared by the children of one run
+
+    def peer(self, *modules: str) -> bool:
+        """Whether to run the peer that needs `modules`: wanted and installed."""
+        return self.with_peers and installed(*modules)
+
+    @property
+    def pause_seconds(self) -> float:
+        """Pause before each engine, and the idle-CPU window (short in --quick)."""
+        return 0.01 if self.quick else PAUSE_SECONDS
+
+
+@dataclasses.dataclass
+class Row:
+    """One case (a shape) of a row group, measured at one thread count.
+
+    seconds: engine name -> median seconds per call;
+    work: what one call does, in the group's unit (FLOPs, tokens, sentences),
+    so that work / seconds is the throughput; idle_cpu_ms: engine name -> CPU
+    milliseconds the process burnt in the pause after a call returned;
+    check: how the engines' outputs compare (a short text);
+    target: issue 7's least speed ratio over the best peer for this case, if any.
+    """
+
+    group: str
+    case: str
+    threads: int
+    work: float
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    idle_cpu_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    check: str = ""
+    target: float | None = None
+
+
+def timed_calls(call: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
+    """(wall seconds of each of `repeats` calls after one warm-up call, last result)."""
+    result = call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - start)
+    return times, result
+
+
+def idle_cpu_ms(call: Callable[[], Any], seconds: float) -> float:
+    """CPU milliseconds the whole process uses while the caller sleeps for
+    `seconds` right after `call` returns: ~0 when the engine's worker threads
+    go to sleep, up to threads x seconds when they busy-spin."""
+    call()
+    start = time.process_time()
+    time.sleep(seconds)
+    return (time.process_time() - start) * 1e3
+
+
+def time_engines(row: Row, calls: dict[str, Callable[[], Any]], ctx: Context) -> dict[str, Any]:
+    """Times each engine's call into `row` (median seconds and idle CPU);
+    returns the last output of each engine for the check column.
+
+    The engines take turns in ROUNDS blocks of calls (A B C A B C), each block
+    after a pause and one warm-up call, so that a slow spell of the machine
+    hits every engine rather than whichever ran then; the median is over all
+    of an engine's calls."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    outputs = {}
+    for block in range(ROUNDS):
+        n = ctx.repeats // ROUNDS + (block < ctx.repeats % ROUNDS)
+        for name, call in calls.items():
+            time.sleep(ctx.pause_seconds)
+            block_times, outputs[name] = timed_calls(call, n)
+            times[name] += block_times
+    for name, call in calls.items():
+        row.seconds[name] = statistics.median(times[name])
+        time.sleep(ctx.pause_seconds)
+        row.idle_cpu_ms[name] = idle_cpu_ms(call, ctx.pause_seconds)
+    return outputs
+
+
+def installed(*modules: str) -> bool:
+    """True when every module imports (peers are optional)."""
+    try:
+        for module in modules:
+            __import__(module)
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,57 @@
+"""GEMM row group: ``tr.ops.matmul`` next to ``torch.matmul`` and
+``numpy.matmul`` (its BLAS) on the same float32 arrays, in GFLOP/s. The shapes
+are the square products and the M <= 128 products of batch-1 inference
+(includes issue 2's table). Issue 7's targets: >= 1.3x at M <= 32, >= 1.0x
+for the square products. Shape key: a [M, K] @ b [K, N]."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import transformer_rs as tr
+
+from .common import OURS, Context, Row, time_engines
+
+TITLE = "Matrix multiply (fp32 GFLOP/s, higher is better)"
+UNIT = "GFLOP/s"
+SHAPES = [
+    (1, 512, 512),
+    (1, 512, 2048),
+    (32, 512, 512),
+    (32, 512, 2048),
+    (128, 512, 2048),
+    (512, 512, 512),
+    (1024, 1024, 1024),
+    (2048, 2048, 2048),
+]
+QUICK_SHAPES = [(1, 64, 64), (32, 64, 128), (128, 128, 128)]
+
+
+def value(row: Row, engine: str) -> float:
+    return row.work / row.seconds[engine] / 1e9
+
+
+def measure(ctx: Context) -> list[Row]:
+    rng = np.random.default_rng(0)
+    torch = None
+    if ctx.peer("torch"):
+        import torch
+    rows = []
+    for m, k, n in QUICK_SHAPES if ctx.quick else SHAPES:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        calls = {OURS: lambda a=a, b=b: tr.ops.matmul(a, b)}
+        if torch is not None:
+            ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+            calls["torch"] = lambda ta=ta, tb=tb: torch.matmul(ta, tb).numpy()
+        if ctx.with_peers:
+            calls["numpy"] = lambda a=a, b=b: np.matmul(a, b)
+        row = Row("gemm", f"{m}×{k}×{n}", ctx.threads, work=2.0 * m * k * n)
+        row.target = 1.3 if m <= 32 else 1.0 if m == k == n else None
+        outputs = time_engines(row, calls, ctx)
+        expected = a @ b
+        scale = np.abs(expected).max()
+        worst = max(np.abs(out - expected).max() / scale for out in outputs.values())
+        row.check = f"max rel diff {worst:.0e}"
+        rows.append(row)
+    return rows

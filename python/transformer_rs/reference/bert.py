@@ -16,39 +16,21 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
 
 from . import ops
+from .model import load_safetensors
 
 __all__ = ["BertModel", "encode_sentences", "load_float_tensors"]
 
-_DTYPES = {"F32": "<f4", "F16": "<f2", "F64": "<f8"}
-
 
 def load_float_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The floating-point tensors of a safetensors file as float64 arrays
-    (BF16 widened); tensors of other dtypes (``position_ids``) are skipped."""
-    blob = Path(path).read_bytes()
-    (header_len,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8 : 8 + header_len])
-    data = memoryview(blob)[8 + header_len :]
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        if info["dtype"] == "BF16":
-            bits = np.frombuffer(data[start:end], dtype="<u2").astype(np.uint32) << 16
-            array = bits.view(np.float32)
-        elif info["dtype"] in _DTYPES:
-            array = np.frombuffer(data[start:end], dtype=_DTYPES[info["dtype"]])
-        else:
-            continue
-        tensors[name] = array.astype(np.float64).reshape(info["shape"])
-    return tensors
+    """The floating-point tensors of a safetensors file as float64 arrays;
+    tensors of other dtypes (``position_ids``) are skipped."""
+    tensors = load_safetensors(path, skip_unsupported=True)
+    return {name: array.astype(np.float64) for name, array in tensors.items()}
 
 
 class BertModel:

@@ -54,9 +54,12 @@ def _f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
     return rounded.astype(np.uint16)
 
 
-def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def load_safetensors(
+    path: str | os.PathLike, skip_unsupported: bool = False
+) -> dict[str, np.ndarray]:
     """Read a safetensors file into float32 NumPy arrays (F32, F16 and BF16
-    are widened). Raises ValueError for anything else."""
+    are widened). Raises ValueError for any other dtype, or skips those
+    tensors with ``skip_unsupported`` (e.g. BERT's int64 ``position_ids``)."""
     with open(path, "rb") as f:
         blob = f.read()
     if len(blob) < 8:
@@ -78,6 +81,8 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
             array = _bf16_bits_to_f32(bits)
         elif info["dtype"] in _FLOAT_DTYPES:
             array = np.frombuffer(raw, dtype=_FLOAT_DTYPES[info["dtype"]])
+        elif skip_unsupported:
+            continue
         else:
             raise ValueError(f"{name}: unsupported dtype {info['dtype']!r}")
         tensors[name] = array.astype(np.float32).reshape(shape)

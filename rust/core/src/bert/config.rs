@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::model::config::json_object;
 use crate::nn::Activation;
 use crate::{Error, Result};
 
@@ -32,13 +33,7 @@ impl BertConfig {
     /// `transformers.BertConfig`'s defaults, except the five sizes, which are
     /// required. Errors are checkpoint errors naming the key.
     pub fn from_json(text: &str) -> Result<Self> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Error::checkpoint(format!("config: not valid JSON: {e}")))?;
-        let Value::Object(map) = value else {
-            return Err(Error::checkpoint(
-                "config: expected a JSON object of config keys",
-            ));
-        };
+        let map = json_object(text)?;
         check_is_bert(&map)?;
         if let Some(kind) = map.get("position_embedding_type") {
             if kind.as_str() != Some("absolute") {

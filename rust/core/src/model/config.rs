@@ -58,13 +58,7 @@ impl TransformerConfig {
     /// naming the key (missing, wrong type or invalid value). Other keys are
     /// ignored.
     pub fn from_json(text: &str) -> Result<Self> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Error::checkpoint(format!("config: not valid JSON: {e}")))?;
-        let Value::Object(map) = value else {
-            return Err(Error::checkpoint(
-                "config: expected a JSON object of config keys",
-            ));
-        };
+        let map = json_object(text)?;
         let activation = match get(&map, "activation")?.as_str() {
             Some("relu") => Activation::Relu,
             Some("gelu") => Activation::Gelu,
@@ -249,6 +243,18 @@ fn size(map: &Map<String, Value>, key: &str) -> Result<usize> {
 fn id(map: &Map<String, Value>, key: &str) -> Result<i64> {
     let v = get(map, key)?;
     v.as_i64().ok_or_else(|| bad(key, "an integer token id", v))
+}
+
+/// Parses `config.json` text into its top-level object; errors are
+/// checkpoint errors.
+pub(crate) fn json_object(text: &str) -> Result<Map<String, Value>> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::checkpoint(
+            "config: expected a JSON object of config keys",
+        )),
+        Err(e) => Err(Error::checkpoint(format!("config: not valid JSON: {e}"))),
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Greedy search: every live row takes the argmax token of each step.
 
 use super::hypotheses::{argmax, length_normalized};
-use super::{Hypothesis, SearchOptions, StepDecoder};
+use super::{reservation, Hypothesis, SearchOptions, StepDecoder};
 use crate::Error;
 
 /// Greedy search for `batch` sources. `state` holds one row per source
@@ -28,7 +28,9 @@ pub fn greedy<D: StepDecoder>(
         )));
     }
     let vocab = checked_vocab_size(decoder)?;
-    let mut tokens: Vec<Vec<i64>> = vec![Vec::new(); batch];
+    let mut tokens: Vec<Vec<i64>> = (0..batch)
+        .map(|_| Vec::with_capacity(reservation(opts.max_new_tokens)))
+        .collect();
     let mut sums = vec![0.0f64; batch];
     // Source of each state row, in row order.
     let mut live: Vec<usize> = (0..batch).collect();

@@ -71,14 +71,16 @@ impl<P> PoolEntry<P> {
 }
 
 impl<P> FinishedPool<P> {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A pool keeping the best `capacity` hypotheses, with memory reserved
+    /// for `reserved` of them.
+    pub(crate) fn new(capacity: usize, reserved: usize) -> Self {
         assert!(
             capacity > 0,
             "a finished-hypothesis pool needs room for one hypothesis"
         );
         FinishedPool {
             capacity,
-            entries: Vec::new(),
+            entries: Vec::with_capacity(reserved.min(capacity)),
             offers: 0,
         }
     }
@@ -170,7 +172,7 @@ mod tests {
 
     #[test]
     fn pool_keeps_the_best_and_ranks_ties_by_offer_order() {
-        let mut pool = FinishedPool::new(3);
+        let mut pool = FinishedPool::new(3, 3);
         assert_eq!(pool.best_score(), None);
         for (score, name) in [(-2.0, "a"), (-1.0, "b"), (-3.0, "c")] {
             pool.offer(score, || name);

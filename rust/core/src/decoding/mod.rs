@@ -52,6 +52,16 @@ pub struct Hypothesis {
     pub score: f32,
 }
 
+/// The search reserves each of its buffers for the largest size it can
+/// reach, when that is at most this many elements, so that its steps do not
+/// allocate; beyond that (a huge beam or token budget) buffers grow on demand.
+const RESERVE_LIMIT: usize = 1 << 16;
+
+/// Capacity to reserve for a buffer that can reach `max_len` elements.
+fn reservation(max_len: usize) -> usize {
+    max_len.min(RESERVE_LIMIT)
+}
+
 pub mod beam;
 pub mod greedy;
 mod hypotheses;

@@ -76,8 +76,9 @@ pub fn beam_search<D: StepDecoder>(
             is_greedy: true,
         })
         .collect();
-    let mut feed = Vec::new();
-    let mut log_probs = Vec::new();
+    let max_rows = batch.saturating_mul(opts.beam_size.saturating_add(1));
+    let mut feed = Vec::with_capacity(reservation::<i64>(max_rows));
+    let mut log_probs = Vec::with_capacity(reservation::<f32>(max_rows.saturating_mul(vocab)));
     for len in 1..=opts.max_new_tokens {
         if rows.is_empty() {
             break;
@@ -259,14 +260,14 @@ impl<'o> BeamSearch<'o> {
             opts,
             vocab,
             tree: TokenTree {
-                nodes: Vec::with_capacity(reservation(nodes)),
+                nodes: Vec::with_capacity(reservation::<TreeNode>(nodes)),
             },
             pools: (0..batch)
-                .map(|_| FinishedPool::new(k, reservation(k)))
+                .map(|_| FinishedPool::new(k))
                 .collect(),
-            top_candidates: BinaryHeap::with_capacity(reservation(k.saturating_mul(2))),
-            next_rows: Vec::with_capacity(reservation(rows)),
-            parents: Vec::with_capacity(reservation(rows)),
+            top_candidates: BinaryHeap::with_capacity(reservation::<Candidate>(k.saturating_mul(2))),
+            next_rows: Vec::with_capacity(reservation::<LiveRow>(rows)),
+            parents: Vec::with_capacity(reservation::<usize>(rows)),
         }
     }
 

@@ -29,14 +29,14 @@ pub fn greedy<D: StepDecoder>(
     }
     let vocab = checked_vocab_size(decoder)?;
     let mut tokens: Vec<Vec<i64>> = (0..batch)
-        .map(|_| Vec::with_capacity(reservation(opts.max_new_tokens)))
+        .map(|_| Vec::with_capacity(reservation::<i64>(opts.max_new_tokens)))
         .collect();
     let mut sums = vec![0.0f64; batch];
     // Source of each state row, in row order.
     let mut live: Vec<usize> = (0..batch).collect();
     let mut feed = vec![opts.bos_id; batch];
     let mut kept_rows = Vec::with_capacity(batch);
-    let mut log_probs = Vec::new();
+    let mut log_probs = Vec::with_capacity(reservation::<f32>(batch.saturating_mul(vocab)));
     for step in 0..opts.max_new_tokens {
         if live.is_empty() {
             break;

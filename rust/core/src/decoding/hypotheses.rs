@@ -9,6 +9,8 @@
 
 use std::cmp::Ordering;
 
+use super::reservation;
+
 /// Index of the largest of `row` (`[V]`, V ≥ 1) by the NumPy/PyTorch `argmax`
 /// rules: the first of equal maxima wins (lowest token id), and NaN counts as
 /// the maximum (the first NaN wins).
@@ -71,16 +73,16 @@ impl<P> PoolEntry<P> {
 }
 
 impl<P> FinishedPool<P> {
-    /// A pool keeping the best `capacity` hypotheses, with memory reserved
-    /// for `reserved` of them.
-    pub(crate) fn new(capacity: usize, reserved: usize) -> Self {
+    /// A pool keeping the best `capacity` hypotheses (memory reserved up
+    /// front, within [`reservation`]).
+    pub(crate) fn new(capacity: usize) -> Self {
         assert!(
             capacity > 0,
             "a finished-hypothesis pool needs room for one hypothesis"
         );
         FinishedPool {
             capacity,
-            entries: Vec::with_capacity(reserved.min(capacity)),
+            entries: Vec::with_capacity(reservation::<PoolEntry<P>>(capacity)),
             offers: 0,
         }
     }
@@ -172,7 +174,7 @@ mod tests {
 
     #[test]
     fn pool_keeps_the_best_and_ranks_ties_by_offer_order() {
-        let mut pool = FinishedPool::new(3, 3);
+        let mut pool = FinishedPool::new(3);
         assert_eq!(pool.best_score(), None);
         for (score, name) in [(-2.0, "a"), (-1.0, "b"), (-3.0, "c")] {
             pool.offer(score, || name);

@@ -53,13 +53,13 @@ pub struct Hypothesis {
 }
 
 /// The search reserves each of its buffers for the largest size it can
-/// reach, when that is at most this many elements, so that its steps do not
-/// allocate; beyond that (a huge beam or token budget) buffers grow on demand.
-const RESERVE_LIMIT: usize = 1 << 16;
+/// reach, up to this many bytes, so that its steps do not allocate; beyond
+/// that (a huge batch, beam or token budget) buffers grow on demand.
+const RESERVE_LIMIT_BYTES: usize = 16 << 20;
 
-/// Capacity to reserve for a buffer that can reach `max_len` elements.
-fn reservation(max_len: usize) -> usize {
-    max_len.min(RESERVE_LIMIT)
+/// Capacity to reserve for a buffer of `T` that can reach `max_len` elements.
+fn reservation<T>(max_len: usize) -> usize {
+    max_len.min(RESERVE_LIMIT_BYTES / std::mem::size_of::<T>().max(1))
 }
 
 pub mod beam;

@@ -78,11 +78,14 @@ impl Transformer {
             .saturating_mul(rows_per_source)
             .min(MAX_RESERVED_ROWS);
         let buffers = StepBuffers::new(self.decoder(), reserved, capacity.max(src.len));
+        // Both source lists take turns as `sources`: both need the room.
+        let mut sources = Vec::with_capacity(reserved.max(src.batch));
+        sources.extend(0..src.batch);
         Ok(DecodeState {
             memory_kv,
             padding,
             src_len: src.len,
-            sources: (0..src.batch).collect(),
+            sources,
             next_sources: Vec::with_capacity(reserved),
             cache: KvCache::new(n_layers, e, capacity, src.batch, reserved),
             buffers,

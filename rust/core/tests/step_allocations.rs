@@ -119,8 +119,14 @@ fn config(norm_first: bool) -> TransformerConfig {
 fn tiny_model(cfg: &TransformerConfig) -> Transformer {
     let (e, f) = (cfg.d_model, cfg.d_ff);
     let mut shapes: Vec<(String, Vec<usize>)> = vec![
-        ("src_tok_emb.embedding.weight".into(), vec![cfg.src_vocab_size, e]),
-        ("tgt_tok_emb.embedding.weight".into(), vec![cfg.tgt_vocab_size, e]),
+        (
+            "src_tok_emb.embedding.weight".into(),
+            vec![cfg.src_vocab_size, e],
+        ),
+        (
+            "tgt_tok_emb.embedding.weight".into(),
+            vec![cfg.tgt_vocab_size, e],
+        ),
         ("generator.weight".into(), vec![cfg.tgt_vocab_size, e]),
         ("generator.bias".into(), vec![cfg.tgt_vocab_size]),
     ];
@@ -241,7 +247,10 @@ fn steady_state_steps_allocate_nothing_beyond_the_gemm_driver() {
                 eprintln!(
                     "norm_first {norm_first} beam {beam_size}: per-iteration allocations {:?} \
                      (GEMM driver: {per_gemm} per call × {gemms_per_step})",
-                    steps.windows(2).map(|p| p[1].0 - p[0].0).collect::<Vec<_>>()
+                    steps
+                        .windows(2)
+                        .map(|p| p[1].0 - p[0].0)
+                        .collect::<Vec<_>>()
                 );
             }
         }

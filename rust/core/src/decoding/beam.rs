@@ -262,10 +262,10 @@ impl<'o> BeamSearch<'o> {
             tree: TokenTree {
                 nodes: Vec::with_capacity(reservation::<TreeNode>(nodes)),
             },
-            pools: (0..batch)
-                .map(|_| FinishedPool::new(k))
-                .collect(),
-            top_candidates: BinaryHeap::with_capacity(reservation::<Candidate>(k.saturating_mul(2))),
+            pools: (0..batch).map(|_| FinishedPool::new(k)).collect(),
+            top_candidates: BinaryHeap::with_capacity(reservation::<Candidate>(
+                k.saturating_mul(2),
+            )),
             next_rows: Vec::with_capacity(reservation::<LiveRow>(rows)),
             parents: Vec::with_capacity(reservation::<usize>(rows)),
         }

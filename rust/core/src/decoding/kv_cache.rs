@@ -167,7 +167,11 @@ impl KvCache {
 
     /// Offset in a slot of `layer`'s keys (`kind` 0) or values (1).
     fn part(&self, layer: usize, kind: usize) -> usize {
-        assert!(layer < self.layers, "KvCache: layer {layer} of {}", self.layers);
+        assert!(
+            layer < self.layers,
+            "KvCache: layer {layer} of {}",
+            self.layers
+        );
         (layer * 2 + kind) * self.capacity * self.width
     }
 
@@ -252,15 +256,18 @@ mod tests {
                 assert_same(&cache, &reference, &format!("seed {seed} step {step}"));
                 // Beam-like selections: repeats, drops, any order, sometimes empty.
                 let new_rows = rng.below(2 * reference.len() + 2);
-                let selection: Vec<usize> = (0..new_rows)
-                    .map(|_| rng.below(reference.len()))
-                    .collect();
+                let selection: Vec<usize> =
+                    (0..new_rows).map(|_| rng.below(reference.len())).collect();
                 if selection.is_empty() {
                     break;
                 }
                 cache.select_rows(&selection);
                 reference = selection.iter().map(|&r| reference[r].clone()).collect();
-                assert_same(&cache, &reference, &format!("seed {seed} after {selection:?}"));
+                assert_same(
+                    &cache,
+                    &reference,
+                    &format!("seed {seed} after {selection:?}"),
+                );
             }
         }
     }

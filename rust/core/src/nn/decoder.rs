@@ -336,7 +336,11 @@ impl StepBuffers {
     pub fn new(decoder: &Decoder, rows: usize, max_keys: usize) -> Self {
         let (e, f, h) = decoder.layers.first().map_or((0, 0, 0), |layer| {
             let e = layer.self_attn.width();
-            (e, layer.ff.linears().0.out_features(), e / layer.self_attn.head_dim())
+            (
+                e,
+                layer.ff.linears().0.out_features(),
+                e / layer.self_attn.head_dim(),
+            )
         });
         let mut buf = StepBuffers {
             sizes: (e, f, h, max_keys),

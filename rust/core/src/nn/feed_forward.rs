@@ -52,7 +52,8 @@ impl FeedForward {
     pub fn forward_into(&self, x: &[f32], hidden: &mut [f32], y: &mut [f32]) {
         let (e, f) = (self.linear1.in_features(), self.linear1.out_features());
         let rows = x.len() / e;
-        self.linear1.forward_into(MatRef::row_major(x, rows, e), hidden);
+        self.linear1
+            .forward_into(MatRef::row_major(x, rows, e), hidden);
         match self.activation {
             Activation::Relu => relu_inplace(hidden),
             Activation::Gelu => gelu_inplace(hidden),

@@ -17,7 +17,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from . import _native
+from . import _native, _pickling
 
 __all__ = ["Transformer", "TransformerConfig"]
 
@@ -69,7 +69,7 @@ class Transformer:
     :meth:`load` or :meth:`from_state_dict`.
     """
 
-    __slots__ = ("_config", "_native")
+    __slots__ = ("_config", "_native", "_origin")
 
     def __init__(self, native: _native.NativeTransformer) -> None:
         """Wraps a loaded native model; use :meth:`load` or :meth:`from_state_dict`."""
@@ -77,6 +77,7 @@ class Transformer:
             raise TypeError("use Transformer.load(path) or Transformer.from_state_dict(...)")
         self._native = native
         self._config = TransformerConfig.from_dict(json.loads(native.config_json))
+        self._origin: _pickling.FolderOrigin | None = None
 
     # ----------------------------------------------------------------- loading
 
@@ -90,7 +91,10 @@ class Transformer:
         ``tr.CheckpointError`` (naming the tensor or key) for a malformed
         checkpoint or one whose config contradicts its weights.
         """
-        return cls(_native.NativeTransformer.load(os.fspath(path)))
+        origin = _pickling.FolderOrigin.of(path, _CHECKPOINT_FILES)
+        model = cls(_native.NativeTransformer.load(os.fspath(path)))
+        model._origin = origin
+        return model
 
     @classmethod
     def from_state_dict(cls, state_dict: Mapping[str, Any], config: ConfigLike) -> Transformer:
@@ -132,6 +136,15 @@ class Transformer:
     def config(self) -> TransformerConfig:
         """The model's :class:`TransformerConfig`."""
         return self._config
+
+    def __reduce__(self):
+        """Pickles as the checkpoint folder's path when loaded from one that is
+        unchanged since (the unpickling process maps it again), else as the
+        config and the float32 weights."""
+        if self._origin is not None and self._origin.unchanged():
+            return self._origin.reduce(type(self))
+        weights = _pickling.saved_files(self)["model.safetensors"]
+        return (_from_pickled_weights, (type(self), self._config.to_dict(), weights))
 
     def __repr__(self) -> str:
         c = self._config
@@ -269,6 +282,14 @@ class Transformer:
                 f"{name}: expected a 2-D array [B, L] of token ids, got shape {arr.shape}"
             )
         return _to_int64(arr, name)
+
+
+_CHECKPOINT_FILES = ("config.json", "model.safetensors")
+
+
+def _from_pickled_weights(cls: type[Transformer], config: dict, weights: bytes) -> Transformer:
+    """Unpickles a model pickled by value (``weights``: safetensors bytes)."""
+    return cls.from_state_dict(_pickling.read_safetensors(weights), config)
 
 
 def _token_row(row, name: str, i: int) -> np.ndarray:

@@ -41,7 +41,7 @@ use std::collections::BinaryHeap;
 
 use super::greedy::{checked_step, checked_vocab_size, greedy};
 use super::hypotheses::{argmax, higher_first, length_normalized, FinishedPool};
-use super::{Hypothesis, SearchOptions, StepDecoder};
+use super::{reservation, Hypothesis, SearchOptions, StepDecoder};
 use crate::Error;
 
 /// Beam search for `batch` sources; `state` holds one row per source (row b
@@ -76,8 +76,9 @@ pub fn beam_search<D: StepDecoder>(
             is_greedy: true,
         })
         .collect();
-    let mut feed = Vec::new();
-    let mut log_probs = Vec::new();
+    let max_rows = batch.saturating_mul(opts.beam_size.saturating_add(1));
+    let mut feed = Vec::with_capacity(reservation::<i64>(max_rows));
+    let mut log_probs = Vec::with_capacity(reservation::<f32>(max_rows.saturating_mul(vocab)));
     for len in 1..=opts.max_new_tokens {
         if rows.is_empty() {
             break;
@@ -187,7 +188,6 @@ const ROOT: usize = usize::MAX;
 
 /// Every prefix ever extended, as a tree of (token, parent, depth) nodes, so
 /// a step appends one node per new row instead of copying prefixes.
-#[derive(Default)]
 struct TokenTree {
     nodes: Vec<TreeNode>,
 }
@@ -247,19 +247,27 @@ struct BeamSearch<'o> {
 }
 
 impl<'o> BeamSearch<'o> {
-    /// Buffers start empty (`beam_size` comes from the user and may be
-    /// huge) and grow during the first steps, then are reused.
+    /// Buffers are reserved for their largest size (within
+    /// [`reservation`]: `beam_size` comes from the user and may be huge), so
+    /// the steps reuse them without allocating.
     fn new(opts: &'o SearchOptions, vocab: usize, batch: usize) -> Self {
+        let k = opts.beam_size;
+        // Per source and step: k beams and the greedy row, and up to k + 1
+        // EOS offers kept by the pool (one per beam, one for the greedy row).
+        let rows = batch.saturating_mul(k.saturating_add(1));
+        let nodes = rows.saturating_mul(2).saturating_mul(opts.max_new_tokens);
         BeamSearch {
             opts,
             vocab,
-            tree: TokenTree::default(),
-            pools: (0..batch)
-                .map(|_| FinishedPool::new(opts.beam_size))
-                .collect(),
-            top_candidates: BinaryHeap::new(),
-            next_rows: Vec::new(),
-            parents: Vec::new(),
+            tree: TokenTree {
+                nodes: Vec::with_capacity(reservation::<TreeNode>(nodes)),
+            },
+            pools: (0..batch).map(|_| FinishedPool::new(k)).collect(),
+            top_candidates: BinaryHeap::with_capacity(reservation::<Candidate>(
+                k.saturating_mul(2),
+            )),
+            next_rows: Vec::with_capacity(reservation::<LiveRow>(rows)),
+            parents: Vec::with_capacity(reservation::<usize>(rows)),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Greedy search: every live row takes the argmax token of each step.
 
 use super::hypotheses::{argmax, length_normalized};
-use super::{Hypothesis, SearchOptions, StepDecoder};
+use super::{reservation, Hypothesis, SearchOptions, StepDecoder};
 use crate::Error;
 
 /// Greedy search for `batch` sources. `state` holds one row per source
@@ -28,13 +28,15 @@ pub fn greedy<D: StepDecoder>(
         )));
     }
     let vocab = checked_vocab_size(decoder)?;
-    let mut tokens: Vec<Vec<i64>> = vec![Vec::new(); batch];
+    let mut tokens: Vec<Vec<i64>> = (0..batch)
+        .map(|_| Vec::with_capacity(reservation::<i64>(opts.max_new_tokens)))
+        .collect();
     let mut sums = vec![0.0f64; batch];
     // Source of each state row, in row order.
     let mut live: Vec<usize> = (0..batch).collect();
     let mut feed = vec![opts.bos_id; batch];
     let mut kept_rows = Vec::with_capacity(batch);
-    let mut log_probs = Vec::new();
+    let mut log_probs = Vec::with_capacity(reservation::<f32>(batch.saturating_mul(vocab)));
     for step in 0..opts.max_new_tokens {
         if live.is_empty() {
             break;

@@ -9,6 +9,8 @@
 
 use std::cmp::Ordering;
 
+use super::reservation;
+
 /// Index of the largest of `row` (`[V]`, V ≥ 1) by the NumPy/PyTorch `argmax`
 /// rules: the first of equal maxima wins (lowest token id), and NaN counts as
 /// the maximum (the first NaN wins).
@@ -71,6 +73,8 @@ impl<P> PoolEntry<P> {
 }
 
 impl<P> FinishedPool<P> {
+    /// A pool keeping the best `capacity` hypotheses (memory reserved up
+    /// front, within [`reservation`]).
     pub(crate) fn new(capacity: usize) -> Self {
         assert!(
             capacity > 0,
@@ -78,7 +82,7 @@ impl<P> FinishedPool<P> {
         );
         FinishedPool {
             capacity,
-            entries: Vec::new(),
+            entries: Vec::with_capacity(reservation::<PoolEntry<P>>(capacity)),
             offers: 0,
         }
     }

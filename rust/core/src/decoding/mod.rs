@@ -52,6 +52,16 @@ pub struct Hypothesis {
     pub score: f32,
 }
 
+/// The search reserves each of its buffers for the largest size it can
+/// reach, up to this many bytes, so that its steps do not allocate; beyond
+/// that (a huge batch, beam or token budget) buffers grow on demand.
+const RESERVE_LIMIT_BYTES: usize = 16 << 20;
+
+/// Capacity to reserve for a buffer of `T` that can reach `max_len` elements.
+fn reservation<T>(max_len: usize) -> usize {
+    max_len.min(RESERVE_LIMIT_BYTES / std::mem::size_of::<T>().max(1))
+}
+
 pub mod beam;
 pub mod greedy;
 mod hypotheses;

@@ -1,17 +1,23 @@
 //! Incremental decoding: the Transformer as a [`StepDecoder`]. The encoder
 //! runs once, each decoder layer's cross-attention K/V are computed once per
 //! source, and each step feeds one token per live row through the decoder,
-//! appending to the per-layer self-attention [`KvCache`].
+//! appending to the self-attention [`KvCache`]. Steps write into buffers
+//! made when decoding starts: once the live rows have reached their peak, a
+//! step allocates nothing in this crate (rust/core/tests/step_allocations.rs).
 
 use rayon::prelude::*;
 
-use crate::decoding::kv_cache::{gather, KvCache};
+use crate::decoding::kv_cache::KvCache;
 use crate::decoding::StepDecoder;
 use crate::kernels::gemm::MatRef;
 use crate::kernels::softmax::log_softmax_row;
 use crate::model::transformer::{check_ids, TokenBatch, Transformer};
-use crate::nn::CrossMemory;
+use crate::nn::{CrossMemory, StepBuffers};
 use crate::{Error, Result};
+
+/// Slots (live rows) the KV cache makes up front at most; beyond that
+/// (a huge beam), a slot is made when the live rows first need it.
+const MAX_RESERVED_ROWS: usize = 1024;
 
 /// Decoding state for one batch of sources: rows are live hypotheses.
 #[derive(Clone, Debug)]
@@ -24,10 +30,13 @@ pub struct DecodeState {
     src_len: usize,
     /// Source index of each live row.
     sources: Vec<usize>,
-    /// Per decoder layer: self-attention keys/values of each live row.
-    caches: Vec<KvCache>,
-    /// Tokens fed so far (= position of the next one).
-    position: usize,
+    /// `select_rows` scratch: the next `sources`.
+    next_sources: Vec<usize>,
+    /// Self-attention keys/values of every layer and live row; its length is
+    /// the number of tokens fed so far (= position of the next one).
+    cache: KvCache,
+    /// What each step writes into.
+    buffers: StepBuffers,
 }
 
 impl DecodeState {
@@ -39,8 +48,16 @@ impl DecodeState {
 
 impl Transformer {
     /// Encodes `src` [B, S] and prepares a state with one row per source
-    /// (row b = source b) and room for `capacity` positions per row.
-    pub fn start_decoding(&self, src: TokenBatch, capacity: usize) -> Result<DecodeState> {
+    /// (row b = source b), room for `capacity` positions (steps) per row,
+    /// and buffers made up front for up to `rows_per_source` live rows per
+    /// source (e.g. beam_size + 1; more rows than that still work, and
+    /// allocate when they first appear).
+    pub fn start_decoding(
+        &self,
+        src: TokenBatch,
+        capacity: usize,
+        rows_per_source: usize,
+    ) -> Result<DecodeState> {
         // `step` refuses positions past max_len, so room beyond it is never
         // used: the clamp keeps a huge `capacity` from reserving memory.
         let capacity = capacity.min(self.config().max_len);
@@ -59,15 +76,22 @@ impl Transformer {
             .collect();
         let e = self.config().d_model;
         let n_layers = self.decoder().layers().len();
+        let reserved = src
+            .batch
+            .saturating_mul(rows_per_source)
+            .min(MAX_RESERVED_ROWS);
+        let buffers = StepBuffers::new(self.decoder(), reserved, capacity.max(src.len));
+        // Both source lists take turns as `sources`: both need the room.
+        let mut sources = Vec::with_capacity(reserved.max(src.batch));
+        sources.extend(0..src.batch);
         Ok(DecodeState {
             memory_kv,
             padding,
             src_len: src.len,
-            sources: (0..src.batch).collect(),
-            caches: (0..n_layers)
-                .map(|_| KvCache::new(src.batch, e, capacity))
-                .collect(),
-            position: 0,
+            sources,
+            next_sources: Vec::with_capacity(reserved),
+            cache: KvCache::new(n_layers, e, capacity, src.batch, reserved),
+            buffers,
         })
     }
 }
@@ -93,37 +117,47 @@ impl StepDecoder for Transformer {
             )));
         }
         check_ids("tokens", tokens, 1, self.vocab_size())?;
+        let position = state.cache.len();
         let max_len = self.config().max_len;
-        if state.position >= max_len {
+        if position >= max_len {
             return Err(Error::value(format!(
                 "cannot decode past max_len = {max_len} positions (the positional table)"
             )));
         }
-        let x = self
-            .tgt_embed()
-            .forward(tokens, 1, state.position, self.positions());
+        if position >= state.cache.capacity() {
+            return Err(Error::value(format!(
+                "cannot decode past the {} positions the decoding state was started with",
+                state.cache.capacity()
+            )));
+        }
+        state.cache.push_position();
+        let buf = &mut state.buffers;
+        buf.resize(rows);
+        self.tgt_embed()
+            .forward_into(tokens, 1, position, self.positions(), buf.input_mut());
         let memory = CrossMemory {
             kv: &[],
             padding: Some(&state.padding),
             src_len: state.src_len,
             sources: &state.sources,
         };
-        let hidden = self
-            .decoder()
-            .step(x, &mut state.caches, &state.memory_kv, memory)?;
-        state.position += 1;
+        self.decoder()
+            .step(&mut state.cache, &state.memory_kv, memory, buf);
         let (e, v) = (self.config().d_model, self.vocab_size());
         log_probs.resize(rows * v, 0.0);
+        // One GEMM for the whole vocabulary and every live row.
         self.generator()
-            .forward_into(MatRef::row_major(&hidden, rows, e), log_probs);
+            .forward_into(MatRef::row_major(buf.output(), rows, e), log_probs);
         log_probs.par_chunks_mut(v).for_each(log_softmax_row);
         Ok(())
     }
 
     fn select_rows(&self, state: &mut DecodeState, rows: &[usize]) {
-        state.sources = gather(std::mem::take(&mut state.sources), rows);
-        for cache in &mut state.caches {
-            cache.select_rows(rows);
-        }
+        state.next_sources.clear();
+        state
+            .next_sources
+            .extend(rows.iter().map(|&row| state.sources[row]));
+        std::mem::swap(&mut state.sources, &mut state.next_sources);
+        state.cache.select_rows(rows);
     }
 }

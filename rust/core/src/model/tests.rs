@@ -139,7 +139,7 @@ fn cached_steps_equal_full_decode_at_every_position() {
         let tgt = [1i64, 5, 6, 7, 8, 1, 9, 10, 11, 12];
         let t = 5;
         let full = m.forward(src, TokenBatch::new(&tgt, 2, t)).unwrap();
-        let mut state = m.start_decoding(src, t).unwrap();
+        let mut state = m.start_decoding(src, t, 1).unwrap();
         let mut log_probs = Vec::new();
         for pos in 0..t {
             m.step(&mut state, &[tgt[pos], tgt[t + pos]], &mut log_probs)
@@ -163,7 +163,7 @@ fn select_rows_reorders_duplicates_and_drops_every_cache() {
     let v = m.config().tgt_vocab_size;
     let src = [3i64, 4, 5, 6, 7, 8];
     let src = TokenBatch::new(&src, 2, 3);
-    let mut state = m.start_decoding(src, 4).unwrap();
+    let mut state = m.start_decoding(src, 4, 2).unwrap();
     let mut lp = Vec::new();
     m.step(&mut state, &[1, 1], &mut lp).unwrap();
     m.step(&mut state, &[5, 9], &mut lp).unwrap();
@@ -395,7 +395,7 @@ fn hostile_capacities_and_paths_fail_cleanly() {
     let m = model(true, Activation::Gelu);
     // A capacity no cache could hold is clamped to max_len, not reserved.
     let mut state = m
-        .start_decoding(TokenBatch::new(&[3, 4], 1, 2), usize::MAX)
+        .start_decoding(TokenBatch::new(&[3, 4], 1, 2), usize::MAX, 1)
         .unwrap();
     let mut lp = Vec::new();
     m.step(&mut state, &[1], &mut lp).unwrap();

@@ -280,7 +280,13 @@ impl Transformer {
                 self.config.max_len, opts.max_new_tokens
             )));
         }
-        let state = self.start_decoding(src, opts.max_new_tokens)?;
+        // Live rows per source: 1 for greedy; k beams and the shadow greedy
+        // row for beam search.
+        let rows_per_source = match opts.beam_size {
+            1 => 1,
+            k => k.saturating_add(1),
+        };
+        let state = self.start_decoding(src, opts.max_new_tokens, rows_per_source)?;
         if opts.beam_size == 1 {
             greedy(self, state, src.batch, opts)
         } else {

@@ -403,6 +403,26 @@ impl MultiHeadAttention {
         self.project_part(Part::Q, x, rows)
     }
 
+    /// Writes q; k; v [rows, 3E] of x [rows, E] into `out` with no
+    /// allocation (decoder steps reuse `out`). Self-attention layout only:
+    /// the one fused GEMM.
+    pub fn project_qkv_into(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        let InProjection::Fused(qkv) = &self.in_proj else {
+            panic!("project_qkv_into needs the self-attention layout");
+        };
+        qkv.forward_into(MatRef::row_major(x, rows, self.width), out);
+    }
+
+    /// Writes q [rows, E] of x [rows, E] into `out` with no allocation.
+    /// Cross-attention or general layout only (a separate query GEMM).
+    pub fn project_q_into(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        let (InProjection::QueryAndKv { q, .. } | InProjection::Separate { q, .. }) = &self.in_proj
+        else {
+            panic!("project_q_into needs a separate query projection");
+        };
+        q.forward_into(MatRef::row_major(x, rows, self.width), out);
+    }
+
     /// k; v [rows, 2E] of x [rows, E] (one GEMM in the cross-attention layout).
     pub fn project_kv(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let e = self.width;

@@ -39,9 +39,23 @@ impl Embedding {
         first_position: usize,
         positions: &PositionalEncoding,
     ) -> Vec<f32> {
+        let mut x = vec![0.0f32; tokens.len() * self.table.shape()[1]];
+        self.forward_into(tokens, seq_len, first_position, positions, &mut x);
+        x
+    }
+
+    /// [`Embedding::forward`] writing x [B·T, E] into `x`.
+    pub fn forward_into(
+        &self,
+        tokens: &[i64],
+        seq_len: usize,
+        first_position: usize,
+        positions: &PositionalEncoding,
+        x: &mut [f32],
+    ) {
         let e = self.table.shape()[1];
+        assert_eq!(x.len(), tokens.len() * e, "Embedding: x must hold [B·T, E]");
         let table = self.table.data();
-        let mut x = vec![0.0f32; tokens.len() * e];
         for (i, (&tok, row)) in tokens.iter().zip(x.chunks_exact_mut(e)).enumerate() {
             let emb = &table[tok as usize * e..(tok as usize + 1) * e];
             let pe = positions.row(first_position + i % seq_len.max(1));
@@ -49,7 +63,6 @@ impl Embedding {
                 *o = v * self.scale + p;
             }
         }
-        x
     }
 }
 

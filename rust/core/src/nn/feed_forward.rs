@@ -41,12 +41,25 @@ impl FeedForward {
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
         let (e, f) = (self.linear1.in_features(), self.linear1.out_features());
         let rows = x.len() / e;
-        let mut hidden = self.linear1.forward(MatRef::row_major(x, rows, e));
+        let mut hidden = vec![0.0; rows * f];
+        let mut y = vec![0.0; rows * e];
+        self.forward_into(x, &mut hidden, &mut y);
+        y
+    }
+
+    /// Writes y [M, E] into `y` for x [M, E], using `hidden` [M, F] as the
+    /// intermediate (for callers that reuse buffers, e.g. decoder steps).
+    pub fn forward_into(&self, x: &[f32], hidden: &mut [f32], y: &mut [f32]) {
+        let (e, f) = (self.linear1.in_features(), self.linear1.out_features());
+        let rows = x.len() / e;
+        self.linear1
+            .forward_into(MatRef::row_major(x, rows, e), hidden);
         match self.activation {
-            Activation::Relu => relu_inplace(&mut hidden),
-            Activation::Gelu => gelu_inplace(&mut hidden),
+            Activation::Relu => relu_inplace(hidden),
+            Activation::Gelu => gelu_inplace(hidden),
         }
-        self.linear2.forward(MatRef::row_major(&hidden, rows, f))
+        self.linear2
+            .forward_into(MatRef::row_major(hidden, rows, f), y);
     }
 
     /// (linear1, linear2), for saving.

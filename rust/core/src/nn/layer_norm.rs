@@ -33,8 +33,15 @@ impl LayerNorm {
 
     /// y [M, E] for x [M, E] (dense row-major).
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let e = self.weight.len();
         let mut y = vec![0.0; x.len()];
+        self.forward_into(x, &mut y);
+        y
+    }
+
+    /// Writes y [M, E] into `y` for x [M, E] (dense row-major, same length).
+    pub fn forward_into(&self, x: &[f32], y: &mut [f32]) {
+        let e = self.weight.len();
+        assert_eq!(x.len(), y.len(), "LayerNorm: x and y differ in length");
         y.par_chunks_mut(e * ROWS_PER_TASK)
             .zip(x.par_chunks(e * ROWS_PER_TASK))
             .for_each(|(yc, xc)| {
@@ -42,7 +49,6 @@ impl LayerNorm {
                     layer_norm_row(xr, &self.weight, &self.bias, self.eps, yr);
                 }
             });
-        y
     }
 
     /// `weight` [E] and `bias` [E] (for saving).

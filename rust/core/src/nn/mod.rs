@@ -14,7 +14,7 @@ pub mod linear;
 pub mod weights;
 
 pub use attention::{AttnMask, AttnShape, Layout, Masks, MultiHeadAttention};
-pub use decoder::{CrossMemory, Decoder, DecoderLayer};
+pub use decoder::{CrossMemory, Decoder, DecoderLayer, StepBuffers};
 pub use embedding::{Embedding, PositionalEncoding};
 pub use encoder::{Encoder, EncoderLayer};
 pub use feed_forward::{Activation, FeedForward};

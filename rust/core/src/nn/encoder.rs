@@ -1,12 +1,19 @@
 //! Encoder layer and stack, exactly as `nn.TransformerEncoderLayer` /
 //! `nn.TransformerEncoder` (+ final norm) with `batch_first=True`.
+//!
+//! Both run on ragged batches packed without padding ([`PackedBatch`]): the
+//! padded entry points pack once, run every layer on the N valid rows with
+//! scratch buffers shared by all layers, and scatter back (zeros at padded
+//! positions, as PyTorch's fast path). Residual adds ride on the GEMMs
+//! (beta = 1 into the residual stream).
 
 use crate::model::TransformerConfig;
-use crate::nn::attention::{AttnShape, Layout, Masks, MultiHeadAttention};
+use crate::nn::attention::{AttnScratch, Layout, MultiHeadAttention};
 use crate::nn::feed_forward::FeedForward;
 use crate::nn::layer_norm::LayerNorm;
+use crate::nn::packed::PackedBatch;
 use crate::nn::weights::Weights;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Self-attention + feed-forward, each wrapped in a residual and a LayerNorm
 /// (post-LN: x = norm(x + f(x)); pre-LN: x = x + f(norm(x))).
@@ -38,6 +45,7 @@ impl EncoderLayer {
     }
 
     /// x [B·S, E] → [B·S, E]; `key_padding_mask` [B, S], true = padding.
+    /// Padded positions of the output are zeros.
     pub fn forward(
         &self,
         x: Vec<f32>,
@@ -45,25 +53,35 @@ impl EncoderLayer {
         src_len: usize,
         key_padding_mask: Option<&[bool]>,
     ) -> Result<Vec<f32>> {
-        let shape = AttnShape {
-            batch,
-            query_len: src_len,
-            key_len: src_len,
-        };
-        let masks = Masks {
-            key_padding_mask,
-            ..Default::default()
-        };
-        let sa = |h: &[f32]| self.self_attn.forward(h, h, h, shape, &masks);
-        Ok(if self.norm_first {
-            let a = sa(&self.norm1.forward(&x))?;
-            let x = add(x, &a);
-            let f = self.ff.forward(&self.norm2.forward(&x));
-            add(x, &f)
+        let e = self.self_attn.width();
+        let seqs = check_and_pack(x.len(), e, batch, src_len, key_padding_mask)?;
+        let mut packed = seqs.gather(x, e);
+        self.forward_packed(&mut packed, &seqs, &mut EncoderScratch::default());
+        Ok(seqs.scatter(packed, e))
+    }
+
+    /// x [N, E] ← layer(x) for the sequences packed in `seqs` (N =
+    /// `seqs.tokens()`); `scratch` is reused across layers and calls.
+    pub fn forward_packed(&self, x: &mut [f32], seqs: &PackedBatch, scratch: &mut EncoderScratch) {
+        let EncoderScratch { normed, hidden, attn } = scratch;
+        normed.resize(x.len(), 0.0);
+        if self.norm_first {
+            // x += sa(norm1(x)); x += ff(norm2(x)).
+            self.norm1.forward_into(x, normed);
+            self.self_attn
+                .add_packed_self_attention(normed, seqs, attn, x);
+            self.norm2.forward_into(x, normed);
+            self.ff.add_forward(normed, hidden, x);
         } else {
-            let x = self.norm1.forward(&add(sa(&x)?, &x));
-            self.norm2.forward(&add(self.ff.forward(&x), &x))
-        })
+            // x = norm1(x + sa(x)); x = norm2(x + ff(x)).
+            normed.copy_from_slice(x);
+            self.self_attn
+                .add_packed_self_attention(x, seqs, attn, normed);
+            self.norm1.forward_into(normed, x);
+            normed.copy_from_slice(x);
+            self.ff.add_forward(x, hidden, normed);
+            self.norm2.forward_into(normed, x);
+        }
     }
 
     /// (self_attn, ff, norm1, norm2), for saving.
@@ -92,18 +110,32 @@ impl Encoder {
         })
     }
 
-    /// memory [B·S, E] for embedded x [B·S, E]; `key_padding_mask` [B, S].
+    /// memory [B·S, E] for embedded x [B·S, E]; `key_padding_mask` [B, S],
+    /// true = padding. Padded positions of memory are zeros (PyTorch's fast
+    /// path writes the same); no work is done for them.
     pub fn forward(
         &self,
-        mut x: Vec<f32>,
+        x: Vec<f32>,
         batch: usize,
         src_len: usize,
         key_padding_mask: Option<&[bool]>,
     ) -> Result<Vec<f32>> {
+        let e = self.norm.params().0.len();
+        let seqs = check_and_pack(x.len(), e, batch, src_len, key_padding_mask)?;
+        let packed = self.forward_packed(seqs.gather(x, e), &seqs);
+        Ok(seqs.scatter(packed, e))
+    }
+
+    /// memory [N, E] for the embedded sequences x [N, E] packed in `seqs`.
+    pub fn forward_packed(&self, mut x: Vec<f32>, seqs: &PackedBatch) -> Vec<f32> {
+        let mut scratch = EncoderScratch::default();
         for layer in &self.layers {
-            x = layer.forward(x, batch, src_len, key_padding_mask)?;
+            layer.forward_packed(&mut x, seqs, &mut scratch);
         }
-        Ok(self.norm.forward(&x))
+        let mut memory = std::mem::take(&mut scratch.normed);
+        memory.resize(x.len(), 0.0);
+        self.norm.forward_into(&x, &mut memory);
+        memory
     }
 
     /// The layers.
@@ -115,6 +147,42 @@ impl Encoder {
     pub fn norm(&self) -> &LayerNorm {
         &self.norm
     }
+}
+
+/// Buffers of [`EncoderLayer::forward_packed`], grown as needed: one set
+/// serves every layer of a forward pass.
+#[derive(Clone, Debug, Default)]
+pub struct EncoderScratch {
+    /// A normalised copy of the residual stream [N, E].
+    normed: Vec<f32>,
+    /// The feed-forward's hidden activations [N, F].
+    hidden: Vec<f32>,
+    attn: AttnScratch,
+}
+
+/// The packing of a padded batch x [B·S, E] after checking its sizes.
+fn check_and_pack(
+    x_len: usize,
+    e: usize,
+    batch: usize,
+    src_len: usize,
+    key_padding_mask: Option<&[bool]>,
+) -> Result<PackedBatch> {
+    let rows = batch.checked_mul(src_len);
+    if rows.and_then(|r| r.checked_mul(e)) != Some(x_len) {
+        return Err(Error::value(format!(
+            "x: expected shape [{batch}·{src_len}, {e}], got {x_len} values"
+        )));
+    }
+    if let Some(m) = key_padding_mask {
+        if Some(m.len()) != rows {
+            return Err(Error::value(format!(
+                "key_padding_mask: expected shape [{batch}, {src_len}], got {} values",
+                m.len()
+            )));
+        }
+    }
+    Ok(PackedBatch::new(batch, src_len, key_padding_mask))
 }
 
 /// x + y element-wise, reusing x's buffer.

@@ -39,14 +39,36 @@ impl FeedForward {
 
     /// y [M, E] for x [M, E].
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let mut hidden = Vec::new();
+        let rows = self.hidden_into(x, &mut hidden);
+        self.linear2
+            .forward(MatRef::row_major(&hidden, rows, self.linear1.out_features()))
+    }
+
+    /// acc [M, E] += y for x [M, E]; `hidden` is scratch for [M, F], grown
+    /// as needed (reuse it across calls). linear2's bias and the residual
+    /// add ride on its GEMM (beta = 1 into acc).
+    pub fn add_forward(&self, x: &[f32], hidden: &mut Vec<f32>, acc: &mut [f32]) {
+        let rows = self.hidden_into(x, hidden);
+        let f = self.linear1.out_features();
+        self.linear2
+            .add_forward_into(MatRef::row_major(&hidden[..rows * f], rows, f), acc);
+    }
+
+    /// hidden[..M·F] ← act(linear1(x)) for x [M, E]; returns M.
+    fn hidden_into(&self, x: &[f32], hidden: &mut Vec<f32>) -> usize {
         let (e, f) = (self.linear1.in_features(), self.linear1.out_features());
         let rows = x.len() / e;
-        let mut hidden = self.linear1.forward(MatRef::row_major(x, rows, e));
-        match self.activation {
-            Activation::Relu => relu_inplace(&mut hidden),
-            Activation::Gelu => gelu_inplace(&mut hidden),
+        if hidden.len() < rows * f {
+            hidden.resize(rows * f, 0.0);
         }
-        self.linear2.forward(MatRef::row_major(&hidden, rows, f))
+        let h = &mut hidden[..rows * f];
+        self.linear1.forward_into(MatRef::row_major(x, rows, e), h);
+        match self.activation {
+            Activation::Relu => relu_inplace(h),
+            Activation::Gelu => gelu_inplace(h),
+        }
+        rows
     }
 
     /// (linear1, linear2), for saving.

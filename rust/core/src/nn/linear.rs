@@ -94,6 +94,28 @@ impl Linear {
         }
     }
 
+    /// acc [M, N] += x Wᵀ + b for x [M, K]: the bias is added to acc, then
+    /// the GEMM accumulates into it (beta = 1), so a residual add costs no
+    /// pass of its own.
+    pub fn add_forward_into(&self, x: MatRef, acc: &mut [f32]) {
+        let n = self.out_features();
+        assert_eq!(
+            acc.len(),
+            x.rows * n,
+            "Linear: accumulator holds {} values, expected {}×{n}",
+            acc.len(),
+            x.rows
+        );
+        if let Some(b) = &self.bias {
+            for row in acc.chunks_exact_mut(n) {
+                for (a, &bias) in row.iter_mut().zip(b) {
+                    *a += bias;
+                }
+            }
+        }
+        gemm_packed(x, &self.weight, 1.0, acc, n);
+    }
+
     /// W [N, K] row-major, as PyTorch stores it (for saving).
     pub fn weight(&self) -> Vec<f32> {
         self.weight.unpack_linear_weight()
@@ -124,6 +146,11 @@ mod tests {
             }
         }
         assert_eq!(lin.weight(), w);
+        let mut acc: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.5).collect();
+        lin.add_forward_into(MatRef::row_major(&x, m, k), &mut acc);
+        for (i, (a, y)) in acc.iter().zip(&y).enumerate() {
+            assert!((a - (y + i as f32 * 0.5)).abs() < 1e-5);
+        }
         let no_bias = Linear::from_weight(&w, None, n, k).unwrap();
         let y0 = no_bias.forward(MatRef::row_major(&x, m, k));
         assert!((y0[0] + b[0] - y[0]).abs() < 1e-6);

@@ -8,7 +8,7 @@
 //! copies, and the (batch item, head) pairs run in parallel.
 //!
 //! The encoder's entry point, [`MultiHeadAttention::add_packed_self_attention`],
-//! takes a ragged batch packed without padding ([`PackedBatch`]) and
+//! takes a ragged batch packed without padding ([`Sequences`]) and
 //! caller-owned scratch, and adds its result into the residual stream.
 
 use std::cell::RefCell;
@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::kernels::attention::{attention_head, attention_head_scratch};
 use crate::kernels::gemm::MatRef;
 use crate::nn::linear::Linear;
-use crate::nn::packed::PackedBatch;
+use crate::nn::packed::Sequences;
 use crate::nn::weights::Weights;
 use crate::{Error, Result};
 
@@ -527,7 +527,7 @@ impl MultiHeadAttention {
     pub fn add_packed_self_attention(
         &self,
         x: &[f32],
-        seqs: &PackedBatch,
+        seqs: &Sequences,
         scratch: &mut AttnScratch,
         acc: &mut [f32],
     ) {
@@ -540,11 +540,7 @@ impl MultiHeadAttention {
         if n == 0 {
             return;
         }
-        let AttnScratch {
-            qkv,
-            heads,
-            concat,
-        } = scratch;
+        let AttnScratch { qkv, heads, concat } = scratch;
         let xm = MatRef::row_major(x, n, e);
         match &self.in_proj {
             InProjection::Fused(fused) => {
@@ -565,9 +561,11 @@ impl MultiHeadAttention {
             let (mine, tail) = rest.split_at_mut(rows.len() * e);
             rest = tail;
             if !rows.is_empty() {
-                tasks.extend(mine.chunks_exact_mut(rows.len() * d).enumerate().map(
-                    |(hh, out)| (rows.clone(), hh, out),
-                ));
+                tasks.extend(
+                    mine.chunks_exact_mut(rows.len() * d)
+                        .enumerate()
+                        .map(|(hh, out)| (rows.clone(), hh, out)),
+                );
             }
         }
         let run = |(rows, hh, out): (std::ops::Range<usize>, usize, &mut [f32])| {

@@ -6,12 +6,20 @@
 //! scratch buffers shared by all layers, and scatter back (zeros at padded
 //! positions, as PyTorch's fast path). Residual adds ride on the GEMMs
 //! (beta = 1 into the residual stream).
+//!
+//! Threads: sequences never interact, so with several sequences the stack
+//! splits them into one run per thread and each thread takes its run
+//! through all layers, with no synchronisation between layers (a GEMM
+//! split across threads joins after every product). Within a run, the
+//! GEMMs still split when another thread runs out of work.
+
+use rayon::prelude::*;
 
 use crate::model::TransformerConfig;
 use crate::nn::attention::{AttnScratch, Layout, MultiHeadAttention};
 use crate::nn::feed_forward::FeedForward;
 use crate::nn::layer_norm::LayerNorm;
-use crate::nn::packed::PackedBatch;
+use crate::nn::packed::{PackedBatch, Sequences};
 use crate::nn::weights::Weights;
 use crate::{Error, Result};
 
@@ -56,14 +64,18 @@ impl EncoderLayer {
         let e = self.self_attn.width();
         let seqs = check_and_pack(x.len(), e, batch, src_len, key_padding_mask)?;
         let mut packed = seqs.gather(x, e);
-        self.forward_packed(&mut packed, &seqs, &mut EncoderScratch::default());
+        self.forward_packed(&mut packed, seqs.seqs(), &mut EncoderScratch::default());
         Ok(seqs.scatter(packed, e))
     }
 
     /// x [N, E] ← layer(x) for the sequences packed in `seqs` (N =
     /// `seqs.tokens()`); `scratch` is reused across layers and calls.
-    pub fn forward_packed(&self, x: &mut [f32], seqs: &PackedBatch, scratch: &mut EncoderScratch) {
-        let EncoderScratch { normed, hidden, attn } = scratch;
+    pub fn forward_packed(&self, x: &mut [f32], seqs: &Sequences, scratch: &mut EncoderScratch) {
+        let EncoderScratch {
+            normed,
+            hidden,
+            attn,
+        } = scratch;
         normed.resize(x.len(), 0.0);
         if self.norm_first {
             // x += sa(norm1(x)); x += ff(norm2(x)).
@@ -122,20 +134,58 @@ impl Encoder {
     ) -> Result<Vec<f32>> {
         let e = self.norm.params().0.len();
         let seqs = check_and_pack(x.len(), e, batch, src_len, key_padding_mask)?;
-        let packed = self.forward_packed(seqs.gather(x, e), &seqs);
+        let mut packed = seqs.gather(x, e);
+        self.forward_packed(&mut packed, seqs.seqs());
         Ok(seqs.scatter(packed, e))
     }
 
-    /// memory [N, E] for the embedded sequences x [N, E] packed in `seqs`.
-    pub fn forward_packed(&self, mut x: Vec<f32>, seqs: &PackedBatch) -> Vec<f32> {
+    /// x [N, E] ← memory for the embedded sequences x [N, E] packed in
+    /// `seqs`; runs of sequences in parallel (see the module doc).
+    pub fn forward_packed(&self, x: &mut [f32], seqs: &Sequences) {
+        let e = self.norm.params().0.len();
+        let threads = rayon::current_num_threads();
+        if threads == 1
+            || seqs.batch() < 2
+            || self.flops_per_token(e) * seqs.tokens() < MIN_SPLIT_FLOPS
+        {
+            return self.forward_run(x, seqs);
+        }
+        // A token's layer work, in units of one attention (query, key) pair.
+        let per_token = self.flops_per_token(e) / (4 * e * self.layers.len().max(1));
+        let mut runs = Vec::with_capacity(threads);
+        let mut rest = x;
+        let mut at = 0;
+        for (rows, run) in seqs.split(threads, per_token) {
+            let (_, tail) = rest.split_at_mut(rows.start - at);
+            let (mine, tail) = tail.split_at_mut(rows.len() * e);
+            runs.push((mine, run));
+            (rest, at) = (tail, rows.end);
+        }
+        runs.into_par_iter()
+            .for_each(|(x, run)| self.forward_run(x, &run));
+    }
+
+    /// x [N, E] ← memory of the sequences `seqs`, on the calling thread
+    /// (its GEMMs may still split).
+    fn forward_run(&self, x: &mut [f32], seqs: &Sequences) {
         let mut scratch = EncoderScratch::default();
         for layer in &self.layers {
-            layer.forward_packed(&mut x, seqs, &mut scratch);
+            layer.forward_packed(x, seqs, &mut scratch);
         }
-        let mut memory = std::mem::take(&mut scratch.normed);
-        memory.resize(x.len(), 0.0);
-        self.norm.forward_into(&x, &mut memory);
-        memory
+        let normed = &mut scratch.normed;
+        normed.resize(x.len(), 0.0);
+        normed.copy_from_slice(x);
+        self.norm.forward_into(normed, x);
+    }
+
+    /// Multiply-adds ×2 of the layers' linear maps per token: QKV, out,
+    /// and the two feed-forward projections.
+    fn flops_per_token(&self, e: usize) -> usize {
+        let f = self
+            .layers
+            .first()
+            .map_or(0, |l| l.ff.linears().0.out_features());
+        2 * self.layers.len() * (4 * e * e + 2 * e * f)
     }
 
     /// The layers.
@@ -148,6 +198,10 @@ impl Encoder {
         &self.norm
     }
 }
+
+/// Below this many flops an encoder pass stays in one run: splitting it
+/// across threads costs more than the run (~0.2 ms of work).
+const MIN_SPLIT_FLOPS: usize = 1 << 24;
 
 /// Buffers of [`EncoderLayer::forward_packed`], grown as needed: one set
 /// serves every layer of a forward pass.

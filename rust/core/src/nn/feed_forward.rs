@@ -41,8 +41,11 @@ impl FeedForward {
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
         let mut hidden = Vec::new();
         let rows = self.hidden_into(x, &mut hidden);
-        self.linear2
-            .forward(MatRef::row_major(&hidden, rows, self.linear1.out_features()))
+        self.linear2.forward(MatRef::row_major(
+            &hidden,
+            rows,
+            self.linear1.out_features(),
+        ))
     }
 
     /// acc [M, E] += y for x [M, E]; `hidden` is scratch for [M, F], grown

@@ -114,7 +114,11 @@ pub(super) fn attend(isa: Isa, p: &Problem, out: &mut [f32], ldo: usize, scratch
 /// that e^{z - max} stays defined), returns max z (-inf for an empty or
 /// fully masked row). Caller guarantees `mask.len() == z.len()`.
 #[inline(always)]
-unsafe fn scale_mask_max_generic<V: F32Vec>(z: &mut [f32], scale: f32, mask: Option<&[f32]>) -> f32 {
+unsafe fn scale_mask_max_generic<V: F32Vec>(
+    z: &mut [f32],
+    scale: f32,
+    mask: Option<&[f32]>,
+) -> f32 {
     let n = z.len();
     let (w, p) = (V::LANES, z.as_mut_ptr());
     let full = n - n % w;

@@ -1,4 +1,5 @@
-"""transformer_rs: fast, exact CPU inference for encoder-decoder Transformers.
+"""transformer_rs: fast, exact CPU inference for encoder-decoder Transformers
+and pretrained BERT sentence encoders.
 
 Rust kernels (SIMD, multithreaded) behind a NumPy API. See the README for a tour.
 """
@@ -11,10 +12,13 @@ from ._native import (
     set_num_threads,
     simd_level,
 )
+from .bert import BertModel, SentenceEncoder
 from .model import Transformer, TransformerConfig
 
 __all__ = [
+    "BertModel",
     "CheckpointError",
+    "SentenceEncoder",
     "Transformer",
     "TransformerConfig",
     "__version__",

@@ -91,3 +91,21 @@ class NativeTransformer:
         length_penalty: float,
         num_hypotheses: int,
     ) -> list[list[tuple[list[int], float]]]: ...
+
+# --- BERT: bert.py validates and converts first (int64 ids, bool padding mask, C order).
+
+Bools = npt.NDArray[np.bool_]
+
+class NativeBertModel:
+    """Immutable BERT encoder; safe to share between threads."""
+    @staticmethod
+    def load(path: str) -> NativeBertModel: ...
+    @property
+    def config_json(self) -> str: ...
+    def forward(
+        self,
+        input_ids: I64,
+        key_padding_mask: Bools | None = None,
+        token_type_ids: I64 | None = None,
+    ) -> F32:
+        """last_hidden_state [B, T, E]; key_padding_mask True = padding."""

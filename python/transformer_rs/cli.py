@@ -2,6 +2,7 @@
 
     transformer-rs demo ["26 nov 26" ...] [--beam N]   normalise dates with the bundled model
     transformer-rs generate --model DIR [--beam N]     JSON lines of source ids in, tokens out
+    transformer-rs embed --model DIR [FILE] [-o X.npy] sentence embeddings, one per input line
     transformer-rs info                                version, SIMD level, threads, CPU
     transformer-rs bench [--model DIR]                 generated tokens per second
 
@@ -88,6 +89,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest output (default: 64, or the model's max_len if smaller)",
     )
     generate.set_defaults(run=_run_generate)
+
+    embed = commands.add_parser(
+        "embed",
+        help="sentence embeddings from a sentence-transformers folder",
+        description="Reads one sentence per line (from FILE, or stdin) and writes one "
+        'embedding per line, in order: JSON lines {"embedding": [...]} on stdout, or one '
+        "float32 array [N, dim] in NumPy .npy format with --output. An empty line is an "
+        "empty sentence.",
+    )
+    embed.add_argument(
+        "--model", required=True, metavar="DIR", help="sentence-transformers model folder"
+    )
+    embed.add_argument("file", nargs="?", metavar="FILE", help="input text (default or '-': stdin)")
+    embed.add_argument("-o", "--output", metavar="PATH", help="write an .npy array here instead")
+    embed.add_argument(
+        "--batch-size", type=_positive_int, default=32, metavar="N", help="default: 32"
+    )
+    embed.add_argument(
+        "--no-normalize",
+        action="store_true",
+        help="keep raw pooled vectors (unless the model has a Normalize module)",
+    )
+    embed.set_defaults(run=_run_embed)
 
     info = commands.add_parser("info", help="version, SIMD level, threads and CPU")
     info.set_defaults(run=_run_info)
@@ -230,6 +254,53 @@ def _run_generate(args) -> None:
                 print(json.dumps(record))
             sys.stdout.flush()
             progress.advance(len(batch))
+
+
+# ---- embed -----------------------------------------------------------------------------------
+
+# Sentences per encode call: bounds memory on big inputs and paces the progress bar.
+EMBED_CHUNK = 1024
+
+
+def _read_lines(path: str | None) -> list[str]:
+    """The lines of FILE (or stdin for None / '-'), without their line endings."""
+    if path is None or path == "-":
+        return sys.stdin.read().splitlines()
+    with open(path, encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+def _run_embed(args) -> None:
+    encoder = tr.SentenceEncoder.load(args.model)
+    sentences = _read_lines(args.file)
+    if not sentences:
+        raise UsageError("no input: expected one sentence per line")
+    normalize = not args.no_normalize
+    chunks = []
+    with _Progress(len(sentences), "embed") as progress:
+        for start in range(0, len(sentences), EMBED_CHUNK):
+            batch = sentences[start : start + EMBED_CHUNK]
+            vectors = encoder.encode(
+                batch, batch_size=args.batch_size, normalize_embeddings=normalize
+            )
+            progress.clear()
+            if args.output is None:
+                for row in vectors:
+                    # 9 significant digits round-trip a float32 exactly.
+                    values = ", ".join(f"{v:.9g}" for v in row.tolist())
+                    print(f'{{"embedding": [{values}]}}')
+                sys.stdout.flush()
+            else:
+                chunks.append(vectors)
+            progress.advance(len(batch))
+    if args.output is not None:
+        embeddings = np.concatenate(chunks)
+        with open(args.output, "wb") as f:  # np.save(path) would append ".npy"
+            np.save(f, embeddings)
+        print(
+            f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} float32 to {args.output}",
+            file=sys.stderr,
+        )
 
 
 # ---- info ------------------------------------------------------------------------------------

@@ -8,8 +8,10 @@
 //! Layers, top to bottom: `model` (config, checkpoint, Transformer) →
 //! `nn` (one struct per block) → `decoding` (KV cache, greedy, beam) →
 //! `kernels` (GEMM, softmax, layer norm, activations, attention; SIMD with
-//! run-time dispatch) and `parallel` (the thread pool).
+//! run-time dispatch) and `parallel` (the thread pool). `bert` runs
+//! pretrained BERT encoders on the same `nn` blocks.
 
+pub mod bert;
 pub mod decoding;
 pub mod error;
 pub mod kernels;

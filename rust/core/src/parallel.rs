@@ -1,8 +1,9 @@
 //! The kernel thread pool.
 //!
-//! Kernels only use rayon's `par_*` iterators; callers at the crate boundary
+//! Kernels use rayon's `par_*` iterators, and callers at the crate boundary
 //! (the bindings) run work inside [`install`], so every parallel loop lands on
-//! this pool. The pool can be resized at run time ([`set_num_threads`]), which
+//! this pool. Loops short enough that a worker's wake-up matters use
+//! [`for_each_index`] instead, which may also be called from outside. The pool can be resized at run time ([`set_num_threads`]), which
 //! rayon's global pool cannot, hence our own.
 
 use std::sync::{Arc, OnceLock, RwLock};
@@ -10,6 +11,9 @@ use std::sync::{Arc, OnceLock, RwLock};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::{Error, Result};
+
+mod work_sharing;
+pub use work_sharing::{for_each_chunk_mut, for_each_index, loop_threads};
 
 static POOL: OnceLock<RwLock<Arc<ThreadPool>>> = OnceLock::new();
 

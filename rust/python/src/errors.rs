@@ -47,10 +47,11 @@ pub fn compute<T: Send>(
     guarded(py, || transformer_rs_core::parallel::install(f))
 }
 
-/// [`compute`] for work known to make no rayon calls (a product small enough
-/// for `gemm::runs_on_calling_thread`): it runs on the calling thread, since
-/// handing it to the pool costs a cross-thread round trip of tens of
-/// microseconds, more than the work itself.
+/// [`compute`] for work whose only parallel loops are
+/// `parallel::for_each_index` (a single GEMM): it runs on the calling
+/// thread, which starts at once while pool workers wake up to join it,
+/// instead of handing everything to the pool and waiting for a worker to
+/// wake (tens of microseconds, more than a small product takes).
 pub fn compute_on_calling_thread<T: Send>(
     py: Python<'_>,
     f: impl FnOnce() -> Result<T, Error> + Send,

@@ -2,6 +2,7 @@
 //! It converts and validates, releases the GIL around compute, and maps core
 //! errors onto one exception hierarchy. No kernel or model logic lives here.
 
+mod bert;
 mod errors;
 mod model;
 mod ops;
@@ -31,5 +32,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ops::scaled_dot_product_attention, m)?)?;
     m.add_function(wrap_pyfunction!(ops::multi_head_attention, m)?)?;
     m.add_class::<model::NativeTransformer>()?;
+    m.add_class::<bert::NativeBertModel>()?;
     Ok(())
 }

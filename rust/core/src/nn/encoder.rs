@@ -52,6 +52,25 @@ impl EncoderLayer {
         })
     }
 
+    /// From blocks already built, for checkpoints not laid out like
+    /// `nn.TransformerEncoderLayer` (BERT adapts its weights at load time);
+    /// every block must have the same width E.
+    pub fn from_parts(
+        self_attn: MultiHeadAttention,
+        ff: FeedForward,
+        norm1: LayerNorm,
+        norm2: LayerNorm,
+        norm_first: bool,
+    ) -> Self {
+        EncoderLayer {
+            self_attn,
+            ff,
+            norm1,
+            norm2,
+            norm_first,
+        }
+    }
+
     /// x [B·S, E] → [B·S, E]; `key_padding_mask` [B, S], true = padding.
     /// Padded positions of the output are zeros.
     pub fn forward(

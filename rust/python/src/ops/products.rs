@@ -3,7 +3,7 @@
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use rayon::prelude::*;
-use transformer_rs_core::kernels::gemm::{gemm, runs_on_calling_thread, MatRef};
+use transformer_rs_core::kernels::gemm::{gemm, MatRef};
 
 use super::arrays::{c_slice, c_slice_opt, into_array, value_error, zeroed_output};
 use super::batch::{broadcast, item_offsets, split_matrix};
@@ -53,11 +53,7 @@ pub fn matmul<'py>(
             );
             Ok(())
         };
-        if runs_on_calling_thread(rows, k, n) {
-            compute_on_calling_thread(py, product)?;
-        } else {
-            compute(py, product)?;
-        }
+        compute_on_calling_thread(py, product)?;
     } else {
         compute(py, || {
             out.par_chunks_mut(m * n)
@@ -112,22 +108,17 @@ pub fn linear<'py>(
     let mut out = zeroed_output(&out_shape)?;
     let (x, weight) = (c_slice("x", &x)?, c_slice("weight", &weight)?);
     let bias = c_slice_opt("bias", &bias)?;
-    let rows = out.len().checked_div(out_features).unwrap_or(0);
     let product = || {
         linear_rows(x, in_features, weight, bias, out_features, &mut out);
         Ok(())
     };
-    if runs_on_calling_thread(rows, in_features, out_features) {
-        compute_on_calling_thread(py, product)?;
-    } else {
-        compute(py, product)?;
-    }
+    compute_on_calling_thread(py, product)?;
     into_array(py, &out_shape, out)
 }
 
 /// out [R×N] = x [R×K] · weightᵀ + bias, weight [N×K], bias [N]; `out` is
-/// zeroed. Makes no rayon calls of its own (the bias fill is a plain copy,
-/// cheap next to the product), so small products may run off the pool.
+/// zeroed. Its only parallel loops are the GEMM's, which the calling thread
+/// joins (the bias fill is a plain copy, cheap next to the product).
 fn linear_rows(
     x: &[f32],
     k: usize,

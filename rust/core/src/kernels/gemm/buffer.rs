@@ -46,8 +46,8 @@ impl std::fmt::Debug for AlignedBuf {
 /// What a thread's scratch buffer holds.
 #[derive(Clone, Copy)]
 pub(super) enum Scratch {
-    /// Packed A blocks of the work items.
-    ABlocks = 0,
+    /// The packed A block of one work item.
+    ABlock = 0,
     /// B packed for one `gemm` call.
     PackedB = 1,
 }

@@ -2,7 +2,7 @@
 //! operand block for one cache level, and the split of C among threads.
 //!
 //! ```text
-//! loop 3  ic: MC rows of A / C             (parallel work items; hoisted, see five_loops)
+//! loop 3  ic: MC rows of A / C             (parallel work items; hoisted, see run_on)
 //! loop 5  jc: NC columns of B / C          (B block KC×NC in L3)
 //! loop 4  pc: KC slice of the shared dim   (pack A block MC×KC -> L2)
 //! loop 2  jr: NR columns = one B micro-panel (KC×NR in L1)
@@ -15,13 +15,13 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use super::buffer::{with_scratch, AlignedBuf, Scratch};
+use super::epilogue::Epilogue;
 use super::microkernel::{with_kernel, BPanel, MicroKernel, MAX_TILE};
 use super::pack::{pack_a, pack_b_strip, row_panels, strip_count, STRIP};
 use super::{runs_on_calling_thread, MatRef};
 use crate::kernels::dispatch::Isa;
+use crate::parallel;
 
 /// KC when B is read in place: short slices keep the rows of B being read
 /// few (a handful of TLB pages and prefetch streams) while loop 2 sweeps
@@ -97,10 +97,32 @@ impl<'a> BSource<'a> {
     }
 }
 
-/// C[M×N] = beta·C + A[M×K]·B on `isa`'s kernel (M, N, K ≥ 1; shapes and
-/// C's extent checked by the caller, `isa` available).
-pub(super) fn run(isa: Isa, a: MatRef, b: &BSource, beta: f32, c: &mut [f32], ldc: usize) {
-    with_kernel!(isa, K => run_on::<K>(a, b, beta, c, ldc))
+/// C[M×N] = epi(beta·C + A[M×K]·B) on `isa`'s kernel (M, N, K ≥ 1; shapes,
+/// C's extent and the epilogue checked by the caller, `isa` available).
+pub(super) fn run(
+    isa: Isa,
+    a: MatRef,
+    b: &BSource,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    epi: &Epilogue,
+) {
+    let out = Out {
+        c: CPtr(c.as_mut_ptr()),
+        ldc,
+        isa,
+        epi,
+    };
+    with_kernel!(isa, K => run_on::<K>(a, b, beta, &out))
+}
+
+/// Where finished tiles go: C, and what to apply to them there.
+struct Out<'a> {
+    c: CPtr,
+    ldc: usize,
+    isa: Isa,
+    epi: &'a Epilogue<'a>,
 }
 
 /// C's base pointer, shared by the threads that write its disjoint blocks.
@@ -117,6 +139,11 @@ struct Item {
     rows: Range<usize>,
     strips: Range<usize>,
 }
+
+/// Work items per thread when a product is split: more than one, so that a
+/// thread that starts late (a worker waking up) or runs slow (a busy core)
+/// finds smaller pieces left, and the others are never kept waiting long.
+const ITEMS_PER_THREAD: usize = 4;
 
 /// Block sizes and the split of C into work items for one product.
 struct Plan {
@@ -150,13 +177,17 @@ impl Plan {
             }
             (K::STRIPS, blocks)
         };
-        // Too few row blocks for the threads: split the columns as well.
-        let wanted_col_splits = if row_blocks < threads {
-            threads.div_ceil(row_blocks)
+        // Too few row blocks for the threads: split the columns as well, in
+        // whole tiles.
+        let wanted_items = if threads > 1 {
+            threads * ITEMS_PER_THREAD
         } else {
             1
         };
-        let chunk = n_strips.div_ceil(wanted_col_splits).div_ceil(tile_strips) * tile_strips;
+        let col_splits = wanted_items
+            .div_ceil(row_blocks)
+            .min(n_strips.div_ceil(tile_strips));
+        let chunk = n_strips.div_ceil(col_splits).div_ceil(tile_strips) * tile_strips;
         let mut items = Vec::new();
         for r in 0..row_blocks {
             let rows = r * m / row_blocks..(r + 1) * m / row_blocks;
@@ -176,77 +207,63 @@ impl Plan {
     }
 }
 
-fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, c: &mut [f32], ldc: usize) {
+fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, out: &Out) {
     let (m, k, n) = (a.rows, a.cols, b.n());
-    let threads = if !runs_on_calling_thread(m, k, n) {
-        rayon::current_num_threads()
-    } else {
+    let threads = if runs_on_calling_thread(m, k, n) {
         1
+    } else {
+        parallel::loop_threads()
     };
     let plan = Plan::new::<K>(m, n, k, threads, matches!(b, BSource::Direct { .. }));
-    let a_len: usize = plan
-        .items
-        .iter()
-        .map(|item| item.rows.len() * plan.kc)
-        .sum();
-    let c = CPtr(c.as_mut_ptr());
-    with_scratch(Scratch::ABlocks, a_len, |a_scratch| {
-        let mut a_blocks = Vec::with_capacity(plan.items.len());
-        let mut rest = a_scratch;
-        for item in &plan.items {
-            let (block, tail) = rest.split_at_mut(item.rows.len() * plan.kc);
-            a_blocks.push(block);
-            rest = tail;
-        }
-        five_loops::<K>(a, b, beta, c, ldc, &plan, &mut a_blocks, threads);
-    });
-}
-
-#[allow(clippy::too_many_arguments)]
-fn five_loops<K: MicroKernel>(
-    a: MatRef,
-    b: &BSource,
-    beta: f32,
-    c: CPtr,
-    ldc: usize,
-    plan: &Plan,
-    a_blocks: &mut [&mut [f32]],
-    threads: usize,
-) {
-    let (k, n) = (a.cols, b.n());
     // Loop 3 (ic, MC), parallel: one work item per block of rows (and range
     // of columns). It is hoisted outside loops 5 and 4 because B is packed
     // before the loops (or read in place), so items share nothing: each runs
     // to the end without a barrier per KC slice.
-    let work = |(item, a_block): (&Item, &mut &mut [f32])| {
-        // Loop 5 (jc, NC): blocks of columns.
-        for jc in item.strips.clone().step_by(plan.nc_strips) {
-            let strips = jc..(jc + plan.nc_strips).min(item.strips.end);
-            // Loop 4 (pc, KC): slices of the shared dimension; the first
-            // applies beta, later ones accumulate.
-            for pc in (0..k).step_by(plan.kc) {
-                let kc = plan.kc.min(k - pc);
-                let a_block = &mut a_block[..item.rows.len() * kc];
-                pack_a(a, item.rows.clone(), K::MR, pc, kc, a_block);
-                let block = Block {
-                    a: a_block,
-                    rows: item.rows.clone(),
-                    kc,
-                    pc,
-                    strips: strips.clone(),
-                };
-                let beta = if pc == 0 { beta } else { 1.0 };
-                macro_kernel::<K>(&block, plan.tile_strips, b, beta, c, ldc, n);
-            }
-        }
+    let work = |i: usize| {
+        let item = &plan.items[i];
+        with_scratch(Scratch::ABlock, item.rows.len() * plan.kc, |a_block| {
+            item_loops::<K>(a, b, beta, out, &plan, item, a_block)
+        })
     };
-    if threads > 1 && plan.items.len() > 1 {
-        plan.items
-            .par_iter()
-            .zip(a_blocks.par_iter_mut())
-            .for_each(work);
+    if threads > 1 {
+        parallel::for_each_index(plan.items.len(), work);
     } else {
-        plan.items.iter().zip(a_blocks.iter_mut()).for_each(work);
+        (0..plan.items.len()).for_each(work);
+    }
+}
+
+/// Loops 5 and 4 of one work item.
+fn item_loops<K: MicroKernel>(
+    a: MatRef,
+    b: &BSource,
+    beta: f32,
+    out: &Out,
+    plan: &Plan,
+    item: &Item,
+    a_block: &mut [f32],
+) {
+    let (k, n) = (a.cols, b.n());
+    // Loop 5 (jc, NC): blocks of columns.
+    for jc in item.strips.clone().step_by(plan.nc_strips) {
+        let strips = jc..(jc + plan.nc_strips).min(item.strips.end);
+        // Loop 4 (pc, KC): slices of the shared dimension; the first
+        // applies beta, later ones accumulate.
+        for pc in (0..k).step_by(plan.kc) {
+            let kc = plan.kc.min(k - pc);
+            let a_block = &mut a_block[..item.rows.len() * kc];
+            pack_a(a, item.rows.clone(), K::MR, pc, kc, a_block);
+            let block = Block {
+                a: a_block,
+                rows: item.rows.clone(),
+                kc,
+                pc,
+                strips: strips.clone(),
+            };
+            let beta = if pc == 0 { beta } else { 1.0 };
+            // The epilogue goes with the slice that completes C.
+            let epi = (pc + kc == k && !out.epi.is_empty()).then_some(out.epi);
+            macro_kernel::<K>(&block, plan.tile_strips, b, beta, out, epi, n);
+        }
     }
 }
 
@@ -265,8 +282,8 @@ fn macro_kernel<K: MicroKernel>(
     tile_strips: usize,
     b: &BSource,
     beta: f32,
-    c: CPtr,
-    ldc: usize,
+    out: &Out,
+    epi: Option<&Epilogue>,
     n: usize,
 ) {
     // Loop 2 (jr, NR): one B micro-panel of `s` strips per step.
@@ -283,7 +300,10 @@ fn macro_kernel<K: MicroKernel>(
         for (r0, height) in row_panels(blk.rows.len(), K::MR) {
             let a_panel = &blk.a[r0 * blk.kc..(r0 + height) * blk.kc];
             let at = (blk.rows.start + r0, js * STRIP);
-            run_tile::<K>(height, s, blk.kc, a_panel, panel, beta, c, at, ldc, n);
+            run_tile::<K>(height, s, blk.kc, a_panel, panel, beta, out, at, n);
+            if let Some(epi) = epi {
+                apply_epilogue(epi, out, at, height, (s * STRIP).min(n - at.1));
+            }
         }
         js += s;
     }
@@ -299,11 +319,11 @@ fn run_tile<K: MicroKernel>(
     a_panel: &[f32],
     panel: BPanel,
     beta: f32,
-    c: CPtr,
+    out: &Out,
     at: (usize, usize),
-    ldc: usize,
     n: usize,
 ) {
+    let (c, ldc) = (out.c, out.ldc);
     let width = strips * STRIP;
     let (i0, j0) = at;
     if j0 + width <= n {
@@ -353,9 +373,24 @@ fn run_tile<K: MicroKernel>(
     }
 }
 
+/// Applies `epi` to the finished tile C[at.0 .. at.0 + rows, at.1 .. at.1 + width].
+fn apply_epilogue(epi: &Epilogue, out: &Out, at: (usize, usize), rows: usize, width: usize) {
+    let (i0, j0) = at;
+    for i in i0..i0 + rows {
+        // SAFETY: the tile lies inside the checked M×N matrix (width stops
+        // at N) and only the work item that computed it touches it.
+        let row = unsafe { std::slice::from_raw_parts_mut(out.c.0.add(i * out.ldc + j0), width) };
+        epi.apply(out.isa, i, j0, row);
+    }
+}
+
 /// Columns of y one GEMV pass covers: y (8 KiB) stays in L1 while the rows
 /// of B stream past.
 const GEMV_COLS: usize = 2048;
+
+/// Fewest columns one thread's GEMV pass takes: below that the pass's fixed
+/// costs (copying y, the loop set-up per row of B) stop being small.
+const GEMV_MIN_COLS: usize = 128;
 
 /// C[1×N] = beta·C + a[1×K]·B[K×N] with B row-major (unit column stride):
 /// GEMV walking B's rows, threaded over column ranges when large (K, N ≥ 1;
@@ -374,13 +409,17 @@ fn gemv_on<K: MicroKernel>(a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
     } else if beta != 1.0 {
         y.iter_mut().for_each(|v| *v *= beta);
     }
-    let threads = if !runs_on_calling_thread(1, k, n) {
-        rayon::current_num_threads()
-    } else {
+    let threads = if runs_on_calling_thread(1, k, n) {
         1
+    } else {
+        parallel::loop_threads()
     };
-    let chunk = n.div_ceil(threads).next_multiple_of(STRIP).min(GEMV_COLS);
-    let run = |(ci, y_chunk): (usize, &mut [f32])| {
+    let chunk = n
+        .div_ceil(threads * ITEMS_PER_THREAD)
+        .max(GEMV_MIN_COLS)
+        .next_multiple_of(STRIP)
+        .min(GEMV_COLS);
+    let run = |ci: usize, y_chunk: &mut [f32]| {
         let b_chunk = &b_rows[ci * chunk..];
         let mut scratch = [0.0f32; GEMV_COLS + ALIAS_PAD];
         let offset = unaliased_offset(b_chunk.as_ptr(), &scratch);
@@ -391,9 +430,11 @@ fn gemv_on<K: MicroKernel>(a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
         y_chunk.copy_from_slice(y_local);
     };
     if threads > 1 {
-        y.par_chunks_mut(chunk).enumerate().for_each(run);
+        parallel::for_each_chunk_mut(y, chunk, run);
     } else {
-        y.chunks_mut(chunk).enumerate().for_each(run);
+        y.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(ci, y)| run(ci, y));
     }
 }
 

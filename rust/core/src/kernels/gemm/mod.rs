@@ -15,11 +15,13 @@
 //! is a GEMV sweeping B's rows (`driver::gemv`); with M ≤ MR the driver uses
 //! one thin, wide tile over the whole K, which makes `gemm_packed` for decoder
 //! steps a GEMV-like stream over the packed panels. Products below
-//! [`runs_on_calling_thread`]'s threshold never touch the thread pool.
+//! [`runs_on_calling_thread`]'s threshold never touch the thread pool;
+//! larger ones may be called from any thread (see `crate::parallel`).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod buffer;
 mod driver;
+mod epilogue;
 mod mat_ref;
 mod microkernel;
 mod pack;
@@ -27,6 +29,7 @@ mod packed_b;
 #[cfg(test)]
 mod tests;
 
+pub use epilogue::Epilogue;
 pub use mat_ref::MatRef;
 pub use packed_b::PackedB;
 
@@ -38,38 +41,28 @@ use driver::BSource;
 /// would cost as much memory traffic as the product itself.
 const DIRECT_B_MAX_M: usize = 64;
 
-/// Products smaller than this many multiply-adds, called from a thread
-/// outside any rayon pool (a Python thread), stay on that thread: handing
-/// work to the pool from outside costs a wake-up round trip, 100–200 µs
-/// measured from Python on a 2-core VM, and 2 threads lost to 1 up to
-/// M = 32, K = 512, N = 512 (2²³ FMAs, ~270 µs on one core).
-const PAR_MIN_FMAS: usize = 1 << 24;
-
-/// The same threshold inside a pool worker (the model's layers, or a large
-/// op already handed to the pool): splitting there is a cheap `join`, and a
-/// decoder step's products (e.g. 1×512×32000 for the generator) need both
-/// threads.
-const PAR_MIN_FMAS_IN_POOL: usize = 1 << 19;
+/// Products smaller than this many multiply-adds run on one thread: below
+/// it, handing a share to another thread (a spawn, a wake-up, a join) costs
+/// more than the share. Measured at K = 512 on a 2-core AVX-512 VM, calling
+/// from Python.
+const PAR_MIN_FMAS: usize = 1 << 18;
 
 /// Whether [`gemm`] / [`gemm_packed`] of A [M×K] · B [K×N], called from the
-/// current thread, does all its work on it with no rayon calls: callers may
-/// then skip handing such products to the thread pool (a cross-thread round
-/// trip costs more than a small product). On a thread outside any rayon
-/// pool that is every product below [`PAR_MIN_FMAS`], and every product
-/// while the kernel pool ([`crate::parallel`]) has one thread (~90 µs round
-/// trip for nothing: it halved M = 1, K = 512, N = 1040 called from Python).
-pub fn runs_on_calling_thread(m: usize, k: usize, n: usize) -> bool {
+/// current thread, does all its work on it: products below [`PAR_MIN_FMAS`],
+/// and every product when there is one thread to run on. Larger ones split
+/// their loops with [`crate::parallel::for_each_index`], which the calling
+/// thread joins, whether or not it is a pool worker: a Python thread need
+/// not hand a product to the pool, and starts on it at once.
+fn runs_on_calling_thread(m: usize, k: usize, n: usize) -> bool {
     let fmas = m.saturating_mul(k).saturating_mul(n);
-    match rayon::current_thread_index() {
-        Some(_) => fmas < PAR_MIN_FMAS_IN_POOL,
-        None => fmas < PAR_MIN_FMAS || crate::parallel::num_threads() == 1,
-    }
+    fmas < PAR_MIN_FMAS || crate::parallel::loop_threads() == 1
 }
 
 /// C[M×N] (row-major, leading dimension `ldc`) = beta·C + A[M×K] · B[K×N].
 /// `beta == 0` overwrites C without reading it (NaNs in C do not leak).
 /// Runs on the kernel of [`dispatch::selected`], multithreaded on the
-/// current rayon pool when the product is large enough.
+/// kernel pool (with the calling thread taking part) when the product is
+/// large enough.
 pub fn gemm(a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize) {
     gemm_with(dispatch::selected(), a, b, beta, c, ldc)
 }
@@ -94,7 +87,15 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: 
     if b_row_major && a.rows == 1 {
         driver::gemv(isa, a, b, beta, c);
     } else if b_row_major && a.rows <= DIRECT_B_MAX_M {
-        driver::run(isa, a, &BSource::direct(b), beta, c, ldc);
+        driver::run(
+            isa,
+            a,
+            &BSource::direct(b),
+            beta,
+            c,
+            ldc,
+            &Epilogue::default(),
+        );
     } else {
         let (k, n) = (b.rows, b.cols);
         with_scratch(
@@ -103,7 +104,15 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: 
             |strips| {
                 let parallel = k * n >= pack::PAR_PACK_MIN && !runs_on_calling_thread(a.rows, k, n);
                 pack::pack_b(b, strips, parallel);
-                driver::run(isa, a, &BSource::Strips { strips, k, n }, beta, c, ldc);
+                driver::run(
+                    isa,
+                    a,
+                    &BSource::Strips { strips, k, n },
+                    beta,
+                    c,
+                    ldc,
+                    &Epilogue::default(),
+                );
             },
         );
     }
@@ -112,11 +121,39 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: 
 /// C[M×N] = beta·C + A[M×K] · B, B [K×N] pre-packed: the fast path of
 /// every Linear layer, from decoder steps (M = 1..8) to whole batches.
 pub fn gemm_packed(a: MatRef, b: &PackedB, beta: f32, c: &mut [f32], ldc: usize) {
-    gemm_packed_with(dispatch::selected(), a, b, beta, c, ldc)
+    gemm_packed_fused(a, b, beta, c, ldc, Epilogue::default())
+}
+
+/// C[M×N] = epi(beta·C + A[M×K] · B), B [K×N] pre-packed, with the
+/// epilogue (bias, activation, residual) applied to each tile of C as it is
+/// finished. Panics if the epilogue's parts do not fit M×N.
+pub fn gemm_packed_fused(
+    a: MatRef,
+    b: &PackedB,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    epi: Epilogue,
+) {
+    gemm_packed_fused_with(dispatch::selected(), a, b, beta, c, ldc, epi)
 }
 
 /// [`gemm_packed`] on the kernel of `isa`. Panics unless `isa.is_available()`.
 pub fn gemm_packed_with(isa: Isa, a: MatRef, b: &PackedB, beta: f32, c: &mut [f32], ldc: usize) {
+    gemm_packed_fused_with(isa, a, b, beta, c, ldc, Epilogue::default())
+}
+
+/// [`gemm_packed_fused`] on the kernel of `isa`. Panics unless
+/// `isa.is_available()`.
+pub fn gemm_packed_fused_with(
+    isa: Isa,
+    a: MatRef,
+    b: &PackedB,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    epi: Epilogue,
+) {
     assert!(
         isa.is_available(),
         "gemm_packed: this CPU cannot run {} kernels",
@@ -130,7 +167,18 @@ pub fn gemm_packed_with(isa: Isa, a: MatRef, b: &PackedB, beta: f32, c: &mut [f3
         b.k()
     );
     check_c(a.rows, b.n(), c.len(), ldc);
-    if handled_without_product(a.rows, b.n(), a.cols, beta, c, ldc) {
+    epi.check(a.rows, b.n());
+    if a.rows == 0 || b.n() == 0 {
+        return;
+    }
+    if a.cols == 0 {
+        // No product to attach the epilogue to: C = epi(beta·C) row by row.
+        handled_without_product(a.rows, b.n(), 0, beta, c, ldc);
+        if !epi.is_empty() {
+            for (i, row) in c.chunks_mut(ldc).take(a.rows).enumerate() {
+                epi.apply(isa, i, 0, &mut row[..b.n()]);
+            }
+        }
         return;
     }
     driver::run(
@@ -144,6 +192,7 @@ pub fn gemm_packed_with(isa: Isa, a: MatRef, b: &PackedB, beta: f32, c: &mut [f3
         beta,
         c,
         ldc,
+        &epi,
     );
 }
 

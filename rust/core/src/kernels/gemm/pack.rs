@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
+use crate::parallel;
 
 use super::MatRef;
 
@@ -71,19 +71,19 @@ pub(super) fn strip_count(n: usize) -> usize {
 const STRIP_GROUP: usize = 8;
 
 /// Packs all of B [K×N] into `out` (`strip_count(N) · K · 16` elements),
-/// padding columns set to 0; on the rayon pool if `parallel`.
+/// padding columns set to 0; on the kernel pool if `parallel`.
 pub(super) fn pack_b(b: MatRef, out: &mut [f32], parallel: bool) {
     let group_len = b.rows * STRIP * STRIP_GROUP;
     if group_len == 0 {
         return;
     }
-    let pack_group = |(g, strips): (usize, &mut [f32])| pack_b_strips(b, g * STRIP_GROUP, strips);
+    let pack_group = |g: usize, strips: &mut [f32]| pack_b_strips(b, g * STRIP_GROUP, strips);
     if parallel {
-        out.par_chunks_mut(group_len)
-            .enumerate()
-            .for_each(pack_group);
+        parallel::for_each_chunk_mut(out, group_len, pack_group);
     } else {
-        out.chunks_mut(group_len).enumerate().for_each(pack_group);
+        out.chunks_mut(group_len)
+            .enumerate()
+            .for_each(|(g, strips)| pack_group(g, strips));
     }
 }
 

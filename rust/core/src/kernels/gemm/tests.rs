@@ -340,7 +340,16 @@ fn threads_give_the_single_thread_result() {
                     (c, cp)
                 })
             };
-            assert_eq!(run(1), run(3), "{} m={m} k={k} n={n}", isa.name());
+            let single = run(1);
+            assert_eq!(single, run(3), "{} m={m} k={k} n={n}", isa.name());
+            // From outside any pool the calling thread joins the kernel
+            // pool's workers (`parallel::for_each_index`): same result.
+            crate::parallel::set_num_threads(2).unwrap();
+            let mut c = vec![0.0; m * n];
+            gemm_with(isa, a, b, 0.0, &mut c, n);
+            let mut cp = vec![0.0; m * n];
+            gemm_packed_with(isa, a, &packed, 0.0, &mut cp, n);
+            assert_eq!(single, (c, cp), "outside {} m={m} k={k} n={n}", isa.name());
         }
     }
 }
@@ -384,12 +393,101 @@ fn mismatched_shapes_panic() {
 }
 
 #[test]
-fn pool_threshold_depends_on_the_calling_thread() {
-    // A decoder step's generator product: below the threshold for a caller
-    // outside the pool (the hand-off would cost more), but split inside it.
+fn threading_follows_the_product_size_and_the_threads_at_hand() {
+    // A decoder step's generator product is split, from inside a pool or
+    // from a Python thread alike; a tiny product never is.
     let (m, k, n) = (1, 512, 32000);
-    assert!(m * k * n < PAR_MIN_FMAS && m * k * n >= PAR_MIN_FMAS_IN_POOL);
-    assert!(runs_on_calling_thread(m, k, n));
+    assert!(m * k * n >= PAR_MIN_FMAS);
+    crate::parallel::set_num_threads(2).unwrap();
+    assert!(!runs_on_calling_thread(m, k, n));
     assert!(!in_pool(2, || runs_on_calling_thread(m, k, n)));
-    assert!(in_pool(2, || runs_on_calling_thread(1, 64, 64)));
+    assert!(in_pool(1, || runs_on_calling_thread(m, k, n)));
+    assert!(runs_on_calling_thread(1, 64, 64));
+}
+
+#[test]
+fn fused_epilogue_equals_separate_passes() {
+    use crate::kernels::activations::{activation_with, Activation};
+    let mut rng = Rng(17);
+    for isa in dispatch::available() {
+        // Thin and full tiles, one and several K slices, a ragged last
+        // strip, several row blocks, a C wider than N.
+        for (m, k, n, ldc) in [
+            (1, 7, 33, 33),
+            (3, 600, 70, 75),
+            (20, 1100, 47, 47),
+            (200, 64, 300, 301),
+            (31, 0, 18, 18),
+        ] {
+            let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
+            let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
+            let packed = PackedB::pack(b);
+            let bias = rng.vec(n);
+            let skip_data = rng.vec(m * (n + 3));
+            let skip = MatRef::new(&skip_data, m, n, n + 3, 1);
+            let c0 = rng.vec(m * ldc);
+            for (case, act) in [None, Some(Activation::Relu), Some(Activation::Gelu)]
+                .into_iter()
+                .enumerate()
+            {
+                let beta = if case == 1 { 0.5 } else { 0.0 };
+                let epi = Epilogue {
+                    bias: (case != 2).then_some(&bias[..]),
+                    activation: act,
+                    residual: (case != 1).then_some(skip),
+                };
+                let (mut want, mut bound) = reference(a, b, beta, &c0, ldc);
+                for i in 0..m {
+                    let row = &mut want[i * ldc..i * ldc + n];
+                    match act {
+                        Some(act) => activation_with(isa, act, row, epi.bias),
+                        None => row.iter_mut().zip(&bias).for_each(|(c, b)| *c += b),
+                    }
+                    for (j, c) in row.iter_mut().enumerate() {
+                        if epi.residual.is_some() {
+                            *c += skip.at(i, j);
+                        }
+                    }
+                    // GELU's slope is below 1.13; the adds round once more.
+                    for (j, e) in bound[i * ldc..i * ldc + n].iter_mut().enumerate() {
+                        *e = *e * 1.2 + 4.0 * f32::EPSILON * (want[i * ldc + j].abs() + 1.0);
+                    }
+                }
+                for threads in [1, 3] {
+                    let mut c = c0.clone();
+                    in_pool(threads, || {
+                        gemm_packed_fused_with(isa, a, &packed, beta, &mut c, ldc, epi)
+                    });
+                    let what = format!("{} {m}x{k}x{n} case {case} threads {threads}", isa.name());
+                    for i in 0..m {
+                        let (got, want) = (&c[i * ldc..][..n], &want[i * ldc..][..n]);
+                        assert_close(got, want, &bound[i * ldc..][..n], &what);
+                        // Padding columns of C are never touched.
+                        assert_eq!(
+                            c[i * ldc + n..(i + 1) * ldc],
+                            c0[i * ldc + n..(i + 1) * ldc]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "bias has 3 entries, N = 4")]
+fn fused_epilogue_checks_its_shapes() {
+    let packed = PackedB::pack(MatRef::row_major(&[0.0; 8], 2, 4));
+    let epi = Epilogue {
+        bias: Some(&[0.0; 3]),
+        ..Epilogue::default()
+    };
+    gemm_packed_fused(
+        MatRef::row_major(&[0.0; 2], 1, 2),
+        &packed,
+        0.0,
+        &mut [0.0; 4],
+        4,
+        epi,
+    );
 }

@@ -1,10 +1,10 @@
 //! Encoder layer and stack, exactly as `nn.TransformerEncoderLayer` /
 //! `nn.TransformerEncoder` (+ final norm) with `batch_first=True`.
 //!
-//! Both run on ragged batches packed without padding ([`PackedBatch`]): the
-//! padded entry points pack once, run every layer on the N valid rows with
-//! scratch buffers shared by all layers, and scatter back (zeros at padded
-//! positions, as PyTorch's fast path). Residual adds ride on the GEMMs
+//! The stack runs on ragged batches packed without padding ([`PackedBatch`]):
+//! its padded entry point packs once, runs every layer on the N valid rows
+//! with scratch buffers shared by all layers, and scatters back (zeros at
+//! padded positions, as PyTorch's fast path). Residual adds ride on the GEMMs
 //! (beta = 1 into the residual stream).
 //!
 //! Threads: sequences never interact, so with several sequences the stack
@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use crate::model::TransformerConfig;
-use crate::nn::attention::{AttnScratch, Layout, MultiHeadAttention};
+use crate::nn::attention::{AttnScratch, AttnShape, Layout, Masks, MultiHeadAttention};
 use crate::nn::feed_forward::FeedForward;
 use crate::nn::layer_norm::LayerNorm;
 use crate::nn::packed::{PackedBatch, Sequences};
@@ -72,7 +72,9 @@ impl EncoderLayer {
     }
 
     /// x [B·S, E] → [B·S, E]; `key_padding_mask` [B, S], true = padding.
-    /// Padded positions of the output are zeros.
+    /// Padded positions are computed too (their queries attend to the valid
+    /// keys), as PyTorch's and Hugging Face's layers do; for no work on
+    /// padding, pack the batch and use [`EncoderLayer::forward_packed`].
     pub fn forward(
         &self,
         x: Vec<f32>,
@@ -80,11 +82,25 @@ impl EncoderLayer {
         src_len: usize,
         key_padding_mask: Option<&[bool]>,
     ) -> Result<Vec<f32>> {
-        let e = self.self_attn.width();
-        let seqs = check_and_pack(x.len(), e, batch, src_len, key_padding_mask)?;
-        let mut packed = seqs.gather(x, e);
-        self.forward_packed(&mut packed, seqs.seqs(), &mut EncoderScratch::default());
-        Ok(seqs.scatter(packed, e))
+        let shape = AttnShape {
+            batch,
+            query_len: src_len,
+            key_len: src_len,
+        };
+        let masks = Masks {
+            key_padding_mask,
+            ..Default::default()
+        };
+        let sa = |h: &[f32]| self.self_attn.forward(h, h, h, shape, &masks);
+        Ok(if self.norm_first {
+            let a = sa(&self.norm1.forward(&x))?;
+            let x = add(x, &a);
+            let f = self.ff.forward(&self.norm2.forward(&x));
+            add(x, &f)
+        } else {
+            let x = self.norm1.forward(&add(sa(&x)?, &x));
+            self.norm2.forward(&add(self.ff.forward(&x), &x))
+        })
     }
 
     /// x [N, E] ← layer(x) for the sequences packed in `seqs` (N =

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::kernels::activations::{gelu_inplace, relu_inplace};
+use crate::kernels::activations;
 use crate::kernels::gemm::MatRef;
 use crate::nn::linear::Linear;
 use crate::nn::weights::Weights;
@@ -58,7 +58,8 @@ impl FeedForward {
             .add_forward_into(MatRef::row_major(&hidden[..rows * f], rows, f), acc);
     }
 
-    /// hidden[..M·F] ← act(linear1(x)) for x [M, E]; returns M.
+    /// hidden[..M·F] ← act(linear1(x)) for x [M, E] (bias and activation
+    /// fused into the GEMM); returns M.
     fn hidden_into(&self, x: &[f32], hidden: &mut Vec<f32>) -> usize {
         let (e, f) = (self.linear1.in_features(), self.linear1.out_features());
         let rows = x.len() / e;
@@ -66,11 +67,12 @@ impl FeedForward {
             hidden.resize(rows * f, 0.0);
         }
         let h = &mut hidden[..rows * f];
-        self.linear1.forward_into(MatRef::row_major(x, rows, e), h);
-        match self.activation {
-            Activation::Relu => relu_inplace(h),
-            Activation::Gelu => gelu_inplace(h),
-        }
+        let act = match self.activation {
+            Activation::Relu => activations::Activation::Relu,
+            Activation::Gelu => activations::Activation::Gelu,
+        };
+        self.linear1
+            .forward_act_into(MatRef::row_major(x, rows, e), act, h);
         rows
     }
 

@@ -61,3 +61,22 @@ def test_long_source_takes_the_flash_path_and_matches_the_reference(models):
     memory = model.encode(src)
     keep = src != 0
     np.testing.assert_allclose(memory[keep], ref.encode(src)[keep], rtol=RTOL, atol=ATOL)
+
+
+def test_batches_split_across_threads_equal_each_sequence_alone():
+    """Wide enough that the stack gives each thread a run of sequences."""
+    config = {**CONFIG, "d_model": 64, "n_heads": 4, "d_ff": 256, "norm_first": True}
+    model = tr.Transformer.from_state_dict(random_state_dict(config, seed=6), config)
+    rng = np.random.default_rng(3)
+    sources = [[int(t) for t in rng.integers(3, 30, n)] for n in [40, 3, 64, 17, 64, 30]]
+    threads = tr.get_num_threads()
+    try:
+        for n in (1, 2):
+            tr.set_num_threads(n)
+            memory = model.encode(sources)
+            for row, src in zip(memory, sources):
+                alone = model.encode([src])[0]
+                np.testing.assert_allclose(row[: len(src)], alone, rtol=1e-5, atol=1e-5)
+                assert not row[len(src) :].any()
+    finally:
+        tr.set_num_threads(threads)

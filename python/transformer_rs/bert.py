@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _native
+from . import _native, _pickling
 from .model import _check_integer, _int, _to_int64
 
 __all__ = ["BertConfig", "BertModel", "SentenceEncoder"]
@@ -67,7 +67,7 @@ class BertModel:
     with :meth:`load`.
     """
 
-    __slots__ = ("_config", "_native")
+    __slots__ = ("_config", "_native", "_origin")
 
     def __init__(self, native: _native.NativeBertModel) -> None:
         """Wraps a loaded native model; use :meth:`load`."""
@@ -75,6 +75,7 @@ class BertModel:
             raise TypeError("use BertModel.load(path)")
         self._native = native
         self._config = BertConfig(**json.loads(native.config_json))
+        self._origin: _pickling.FolderOrigin | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BertModel:
@@ -90,12 +91,20 @@ class BertModel:
         or ``position_embedding_type`` (only ``"absolute"``), and for weights
         that do not fit the config (naming the tensor and key).
         """
-        return cls(_native.NativeBertModel.load(os.fspath(path)))
+        origin = _pickling.FolderOrigin.of(path, ("config.json", "model.safetensors"))
+        model = cls(_native.NativeBertModel.load(os.fspath(path)))
+        model._origin = origin
+        return model
 
     @property
     def config(self) -> BertConfig:
         """The model's :class:`BertConfig`."""
         return self._config
+
+    def __reduce__(self):
+        """Pickles as the folder's path (see ``_pickling``); the unpickling
+        process loads it again."""
+        return _pickling.reduce_by_path(self, self._origin)
 
     def __repr__(self) -> str:
         c = self._config
@@ -166,6 +175,7 @@ class SentenceEncoder:
         "_do_lower_case",
         "_max_seq_length",
         "_normalize",
+        "_origin",
         "_pooling",
         "_tokenizer",
     )
@@ -191,8 +201,10 @@ class SentenceEncoder:
             raise FileNotFoundError(f"{root}: no such model folder")
         modules = _read_modules(root)
         bert_dir = root / modules[_TRANSFORMER]
+        origin = _pickling.FolderOrigin.of(root, _files_read(modules))
         st_config = _read_json(bert_dir / "sentence_bert_config.json", required=False) or {}
         self = object.__new__(cls)
+        self._origin = origin
         self._bert = BertModel.load(bert_dir)
         self._max_seq_length = _max_seq_length(st_config, bert_dir, self._bert.config)
         self._do_lower_case = bool(st_config.get("do_lower_case", False))
@@ -200,6 +212,11 @@ class SentenceEncoder:
         self._normalize = _NORMALIZE in modules
         self._tokenizer = _load_tokenizer(bert_dir / "tokenizer.json", self._max_seq_length)
         return self
+
+    def __reduce__(self):
+        """Pickles as the folder's path (see ``_pickling``); the unpickling
+        process loads it again."""
+        return _pickling.reduce_by_path(self, self._origin)
 
     @property
     def bert(self) -> BertModel:
@@ -358,6 +375,16 @@ def _read_modules(root: Path) -> dict[str, str]:
             f"in that order; got {kinds}"
         )
     return found
+
+
+def _files_read(modules: dict[str, str]) -> tuple[str, ...]:
+    """Every file :meth:`SentenceEncoder.load` reads (some optional), relative
+    to the model folder."""
+    bert_files = ("config.json", "model.safetensors", "tokenizer.json")
+    bert_files += ("sentence_bert_config.json", "tokenizer_config.json")
+    names = ["modules.json", os.path.join(modules[_POOLING], "config.json")]
+    names += [os.path.join(modules[_TRANSFORMER], name) for name in bert_files]
+    return tuple(os.path.normpath(name) for name in names)
 
 
 def _max_seq_length(st_config: dict, bert_dir: Path, config: BertConfig) -> int:

@@ -17,7 +17,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from . import _native
+from . import _native, _pickling
 
 __all__ = ["Transformer", "TransformerConfig"]
 
@@ -69,7 +69,7 @@ class Transformer:
     :meth:`load` or :meth:`from_state_dict`.
     """
 
-    __slots__ = ("_config", "_native")
+    __slots__ = ("_config", "_native", "_origin")
 
     def __init__(self, native: _native.NativeTransformer) -> None:
         """Wraps a loaded native model; use :meth:`load` or :meth:`from_state_dict`."""
@@ -77,6 +77,7 @@ class Transformer:
             raise TypeError("use Transformer.load(path) or Transformer.from_state_dict(...)")
         self._native = native
         self._config = TransformerConfig.from_dict(json.loads(native.config_json))
+        self._origin: _pickling.FolderOrigin | None = None
 
     # ----------------------------------------------------------------- loading
 
@@ -90,7 +91,11 @@ class Transformer:
         ``tr.CheckpointError`` (naming the tensor or key) for a malformed
         checkpoint or one whose config contradicts its weights.
         """
-        return cls(_native.NativeTransformer.load(os.fspath(path)))
+        folder = _folder(path)
+        origin = _pickling.FolderOrigin.of(folder, _CHECKPOINT_FILES)
+        model = cls(_native.NativeTransformer.load(folder))
+        model._origin = origin
+        return model
 
     @classmethod
     def from_state_dict(cls, state_dict: Mapping[str, Any], config: ConfigLike) -> Transformer:
@@ -115,8 +120,9 @@ class Transformer:
             raise TypeError(
                 f"config: expected a dict or TransformerConfig, got {type(config).__name__}"
             )
+        _check_finite_config(config_dict)
         try:
-            config_json = json.dumps(config_dict, default=_json_scalar)
+            config_json = json.dumps(config_dict, default=_json_scalar, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise TypeError(f"config: not JSON-serialisable ({e})") from None
         names = [str(k) for k in state_dict]
@@ -126,12 +132,21 @@ class Transformer:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes ``config.json`` and ``model.safetensors`` (float32, CHECKPOINT.md
         names) into the folder ``path``, creating it if needed."""
-        self._native.save(os.fspath(path))
+        self._native.save(_folder(path))
 
     @property
     def config(self) -> TransformerConfig:
         """The model's :class:`TransformerConfig`."""
         return self._config
+
+    def __reduce__(self):
+        """Pickles as the checkpoint folder's path when loaded from one that is
+        unchanged since (the unpickling process maps it again), else as the
+        config and the float32 weights."""
+        if self._origin is not None and self._origin.unchanged():
+            return self._origin.reduce(type(self))
+        weights = _pickling.saved_files(self)["model.safetensors"]
+        return (_from_pickled_weights, (type(self), self._config.to_dict(), weights))
 
     def __repr__(self) -> str:
         c = self._config
@@ -239,6 +254,8 @@ class Transformer:
             )
         if not np.isfinite(length_penalty):
             raise ValueError(f"length_penalty: expected a finite number, got {length_penalty}")
+        if not isinstance(return_scores, (bool, np.bool_)):
+            raise TypeError(f"return_scores: expected a bool, got {type(return_scores).__name__}")
         hyps = self._native.generate(
             src, max_new_tokens, beam_size, float(length_penalty), num_hypotheses
         )
@@ -262,7 +279,7 @@ class Transformer:
             for i, r in enumerate(rows):
                 out[i, : len(r)] = r
             return out
-        arr = np.asarray(ids)
+        arr = _as_array(ids, name)
         _check_integer(arr, name)
         if arr.ndim != 2:
             raise ValueError(
@@ -271,15 +288,49 @@ class Transformer:
         return _to_int64(arr, name)
 
 
+_CHECKPOINT_FILES = ("config.json", "model.safetensors")
+
+
+def _from_pickled_weights(cls: type[Transformer], config: dict, weights: bytes) -> Transformer:
+    """Unpickles a model pickled by value (``weights``: safetensors bytes)."""
+    return cls.from_state_dict(_pickling.read_safetensors(weights), config)
+
+
 def _token_row(row, name: str, i: int) -> np.ndarray:
     """Row ``i`` of a ragged token list as a 1-D int64 array."""
-    arr = np.asarray(row)
+    arr = _as_array(row, f"{name}[{i}]")
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
     _check_integer(arr, f"{name}[{i}]")
     if arr.ndim != 1:
         raise ValueError(f"{name}[{i}]: expected a list of token ids, got shape {arr.shape}")
     return _to_int64(arr, f"{name}[{i}]")
+
+
+def _folder(path) -> str:
+    """A checkpoint folder argument as a ``str`` path (``bytes`` paths are
+    decoded as ``os`` does); TypeError/ValueError name ``path``."""
+    try:
+        folder = os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise TypeError(
+            f"path: expected a str or os.PathLike folder, got {type(path).__name__}"
+        ) from None
+    if folder == "":
+        raise ValueError("path: expected a folder, got an empty path")
+    if "\0" in folder:
+        raise ValueError("path: embedded null character")
+    return folder
+
+
+def _as_array(x, name: str) -> np.ndarray:
+    """``np.asarray(x)``, with NumPy's complaint about ragged or unconvertible
+    input re-raised naming ``name``."""
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError, OverflowError) as e:
+        kind = TypeError if isinstance(e, TypeError) else ValueError
+        raise kind(f"{name}: cannot convert to an array ({e})") from None
 
 
 def _check_integer(arr: np.ndarray, name: str) -> None:
@@ -297,7 +348,7 @@ def _to_int64(arr: np.ndarray, name: str) -> np.ndarray:
 
 def _float_array(x, name: str) -> np.ndarray:
     """Any real array as C-contiguous float32 (TypeError for complex, object, ...)."""
-    arr = np.asarray(x)
+    arr = _as_array(x, name)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected a real float array, got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=np.float32)
@@ -305,10 +356,18 @@ def _float_array(x, name: str) -> np.ndarray:
 
 def _bool_array(x, name: str) -> np.ndarray:
     """A C-contiguous bool array (TypeError for any other dtype)."""
-    arr = np.asarray(x)
+    arr = _as_array(x, name)
     if arr.dtype != np.bool_:
         raise TypeError(f"{name}: expected a bool array (True = padding), got dtype {arr.dtype}")
     return np.ascontiguousarray(arr)
+
+
+def _check_finite_config(config: dict) -> None:
+    """``tr.CheckpointError`` naming the key of a NaN or infinite number, which
+    JSON (and so the Rust config parser) cannot represent."""
+    for key, value in config.items():
+        if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+            raise _native.CheckpointError(f"config: `{key}` must be a finite number, got {value}")
 
 
 def _json_scalar(value):
@@ -337,7 +396,7 @@ def _weight_array(name: str, value) -> np.ndarray:
         if getattr(value, "is_floating_point", lambda: False)():
             value = value.float()
         value = value.numpy()
-    arr = np.asarray(value)
+    arr = _as_array(value, f"state_dict[{name!r}]")
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"state_dict[{name!r}]: expected a numeric array, got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=np.float32)

@@ -28,6 +28,8 @@ pub struct NativeTransformer {
 /// Per source, (new tokens, score) pairs, best first.
 type RankedHypotheses = Vec<Vec<(Vec<i64>, f32)>>;
 
+/// `shape` is a 2-D array's (PyReadonlyArray2 guarantees the rank, so the
+/// indexing cannot fail); the core checks the ids against it.
 fn tokens<'a>(ids: &'a [i64], shape: &[usize]) -> TokenBatch<'a> {
     TokenBatch::new(ids, shape[0], shape[1])
 }

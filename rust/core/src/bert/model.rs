@@ -44,8 +44,7 @@ impl BertModel {
             return Err(Error::io(dir.display(), &err));
         }
         let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path)
-            .map_err(|e| Error::io(config_path.display(), &e))?;
+        let text = crate::model::config::read_text(&config_path)?;
         let config = BertConfig::from_json(&text).map_err(|e| match e {
             Error::Checkpoint(m) => Error::checkpoint(format!("{}: {m}", config_path.display())),
             other => other,

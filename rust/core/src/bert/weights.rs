@@ -113,13 +113,19 @@ pub fn adapt(hf: &TensorMap, cfg: &BertConfig) -> Result<TensorMap> {
 /// separate `query`, `key`, `value` Linear layers under `w`: the packed
 /// layout of `torch.nn.MultiheadAttention`, which the fused QKV GEMM reads.
 fn packed_in_projection(w: &Weights, e: Dim) -> Result<(Tensor, Tensor)> {
-    let mut weight = Vec::with_capacity(3 * e.0 * e.0);
-    let mut bias = Vec::with_capacity(3 * e.0);
+    // Every part is looked up (shape-checked) before anything is allocated:
+    // the packed sizes then come from tensors that exist in the file, never
+    // from a config's hidden_size alone (3·E·E could be terabytes).
+    let mut parts = Vec::with_capacity(3);
     for part in ["query", "key", "value"] {
         let lin = w.pp(part);
-        weight.extend_from_slice(lin.get("weight", &[e, e])?.data());
-        bias.extend_from_slice(lin.get("bias", &[e])?.data());
+        parts.push((
+            lin.get("weight", &[e, e])?.data(),
+            lin.get("bias", &[e])?.data(),
+        ));
     }
+    let weight: Vec<f32> = parts.iter().flat_map(|(w, _)| w.iter().copied()).collect();
+    let bias: Vec<f32> = parts.iter().flat_map(|(_, b)| b.iter().copied()).collect();
     Ok((
         Tensor::new(vec![3 * e.0, e.0], weight)?,
         Tensor::new(vec![3 * e.0], bias)?,

@@ -1,5 +1,8 @@
 //! `config.json` of an encoder-decoder checkpoint (CHECKPOINT.md).
 
+use std::io::Read;
+use std::path::Path;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -32,7 +35,25 @@ pub struct TransformerConfig {
 /// Largest positional table (max_len × d_model f32 values, 1 GiB).
 pub const MAX_POSITION_ENTRIES: usize = 1 << 28;
 
+/// Largest weight tensor a config may imply, in f32 values: its byte size
+/// must fit `isize`, as every allocation's does.
+pub const MAX_TENSOR_ENTRIES: usize = isize::MAX as usize / 4;
+
+/// Largest `config.json` read. Real ones are a few hundred bytes (plus
+/// whatever extra keys, such as a vocabulary, a project keeps there); the
+/// bound keeps a hostile file from being read into memory whole.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
+
 impl TransformerConfig {
+    /// Reads ([`read_text`]) and validates the `config.json` file at
+    /// `path`; errors are prefixed with the path.
+    pub fn read(path: &Path) -> Result<Self> {
+        Self::from_json(&read_text(path)?).map_err(|e| match e {
+            Error::Checkpoint(m) => Error::checkpoint(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
     /// Parses and validates `config.json` text; errors are checkpoint errors
     /// naming the key (missing, wrong type or invalid value). Other keys are
     /// ignored.
@@ -120,6 +141,35 @@ impl TransformerConfig {
                 self.max_len, self.d_model
             )));
         }
+        // Every weight is [rows, d_model]: bounding them here keeps all later
+        // shape arithmetic (3·d_model, rows·d_model) free of overflow and
+        // every implied allocation possible, whatever the file claims.
+        let rows = [
+            ("src_vocab_size", self.src_vocab_size),
+            ("tgt_vocab_size", self.tgt_vocab_size),
+            ("d_ff", self.d_ff),
+        ];
+        for (key, n) in rows {
+            if n.checked_mul(self.d_model)
+                .is_none_or(|n| n > MAX_TENSOR_ENTRIES)
+            {
+                return Err(Error::checkpoint(format!(
+                    "config: `{key}` × `d_model` ({n} × {}) exceeds {MAX_TENSOR_ENTRIES} tensor entries",
+                    self.d_model
+                )));
+            }
+        }
+        if self
+            .d_model
+            .checked_mul(self.d_model)
+            .and_then(|n| n.checked_mul(3))
+            .is_none_or(|n| n > MAX_TENSOR_ENTRIES)
+        {
+            return Err(Error::checkpoint(format!(
+                "config: `d_model` ({}) makes in_proj_weight [3·d_model, d_model] exceed {MAX_TENSOR_ENTRIES} tensor entries",
+                self.d_model
+            )));
+        }
         if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
             return Err(bad(
                 "layer_norm_eps",
@@ -151,6 +201,32 @@ impl TransformerConfig {
         }
         Ok(())
     }
+}
+
+/// The text of the `config.json` file at `path` (any model's). A missing or
+/// unreadable file is an I/O error; a file that is not a regular file (a
+/// FIFO would block, `/dev/zero` never ends), is larger than
+/// [`MAX_CONFIG_BYTES`] or is not UTF-8 is a checkpoint error prefixed with
+/// the path.
+pub fn read_text(path: &Path) -> Result<String> {
+    let io_err = |e: std::io::Error| Error::io(path.display(), &e);
+    let in_file = |m: String| Error::checkpoint(format!("{}: {m}", path.display()));
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    if !meta.is_file() {
+        return Err(in_file("config: not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io_err)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(in_file(format!(
+            "config: larger than {MAX_CONFIG_BYTES} bytes"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| in_file(format!("config: not valid UTF-8 text: {e}")))
 }
 
 fn bad(key: &str, expected: &str, got: impl std::fmt::Display) -> Error {
@@ -236,6 +312,53 @@ mod tests {
         rejects(|c| c.bos_id = 13, "bos_id");
         rejects(|c| c.eos_id = -1, "eos_id");
         rejects(|c| c.pad_id = 11, "pad_id");
+    }
+
+    #[test]
+    fn sizes_whose_tensors_overflow_are_rejected() {
+        rejects(|c| c.src_vocab_size = usize::MAX / 4, "src_vocab_size");
+        rejects(|c| c.tgt_vocab_size = 1 << 62, "tgt_vocab_size");
+        rejects(|c| c.d_ff = usize::MAX, "d_ff");
+        rejects(
+            |c| {
+                (c.d_model, c.n_heads, c.max_len) = (1 << 31, 1, 1);
+            },
+            "d_model",
+        );
+    }
+
+    #[test]
+    fn read_rejects_what_is_not_a_small_regular_file() {
+        let dir = std::env::temp_dir().join(format!("trs-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.json");
+        std::fs::write(&path, tiny().to_json()).unwrap();
+        assert_eq!(TransformerConfig::read(&path).unwrap(), tiny());
+        std::fs::write(&path, vec![b' '; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+        let err = TransformerConfig::read(&path).unwrap_err().to_string();
+        assert!(err.contains("larger than"), "{err}");
+        std::fs::write(&path, b"\xff{}").unwrap();
+        let err = TransformerConfig::read(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("UTF-8") && err.contains("config.json"),
+            "{err}"
+        );
+        for special in [Path::new("/dev/zero"), dir.as_path()] {
+            let err = TransformerConfig::read(special).unwrap_err();
+            assert!(
+                matches!(err, Error::Checkpoint(ref m) if m.contains("not a regular file")),
+                "{err:?}"
+            );
+        }
+        let err = TransformerConfig::read(&dir.join("absent.json")).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Io {
+                kind: std::io::ErrorKind::NotFound,
+                ..
+            }
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

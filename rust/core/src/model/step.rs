@@ -41,6 +41,9 @@ impl Transformer {
     /// Encodes `src` [B, S] and prepares a state with one row per source
     /// (row b = source b) and room for `capacity` positions per row.
     pub fn start_decoding(&self, src: TokenBatch, capacity: usize) -> Result<DecodeState> {
+        // `step` refuses positions past max_len, so room beyond it is never
+        // used: the clamp keeps a huge `capacity` from reserving memory.
+        let capacity = capacity.min(self.config().max_len);
         let memory = self.encode(src)?;
         let rows = src.batch * src.len;
         let memory_kv = self

@@ -389,3 +389,21 @@ fn fully_padded_source_decodes_without_nan() {
         .unwrap();
     assert!(logits.iter().all(|x| x.is_finite()));
 }
+
+#[test]
+fn hostile_capacities_and_paths_fail_cleanly() {
+    let m = model(true, Activation::Gelu);
+    // A capacity no cache could hold is clamped to max_len, not reserved.
+    let mut state = m
+        .start_decoding(TokenBatch::new(&[3, 4], 1, 2), usize::MAX)
+        .unwrap();
+    let mut lp = Vec::new();
+    m.step(&mut state, &[1], &mut lp).unwrap();
+    assert_eq!(lp.len(), 19);
+    // An empty folder path would write into the working directory.
+    let err = m.save("").unwrap_err();
+    assert!(
+        matches!(err, Error::Value(ref msg) if msg.contains("path")),
+        "{err:?}"
+    );
+}

@@ -54,13 +54,7 @@ impl Transformer {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such checkpoint folder");
             return Err(Error::io(dir.display(), &err));
         }
-        let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path)
-            .map_err(|e| Error::io(config_path.display(), &e))?;
-        let config = TransformerConfig::from_json(&text).map_err(|e| match e {
-            Error::Checkpoint(m) => Error::checkpoint(format!("{}: {m}", config_path.display())),
-            other => other,
-        })?;
+        let config = TransformerConfig::read(&dir.join("config.json"))?;
         let tensors = checkpoint::read(&dir.join("model.safetensors"))?;
         Self::from_map(config, &tensors)
     }
@@ -94,17 +88,19 @@ impl Transformer {
                 "tgt_vocab_size",
                 e,
             )?,
-            positions: PositionalEncoding::from_weights(
-                &w.pp("positional_encoding"),
-                cfg.max_len,
-                e,
-            )?,
             encoder: Encoder::new(cfg, &t.pp("encoder"))?,
             decoder: Decoder::new(cfg, &t.pp("decoder"))?,
             generator: Linear::new(
                 &w.pp("generator"),
                 (e, "d_model"),
                 (cfg.tgt_vocab_size, "tgt_vocab_size"),
+            )?,
+            // Last: an absent table is computed from the config alone (up to
+            // MAX_POSITION_ENTRIES), so only once every weight has checked out.
+            positions: PositionalEncoding::from_weights(
+                &w.pp("positional_encoding"),
+                cfg.max_len,
+                e,
             )?,
             config,
         };
@@ -119,6 +115,11 @@ impl Transformer {
     /// Writes `dir/config.json` and `dir/model.safetensors` (creating `dir`).
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
+        if dir.as_os_str().is_empty() {
+            // create_dir_all("") succeeds, and the files would land in the
+            // working directory.
+            return Err(Error::value("path: expected a folder, got an empty path"));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), &e))?;
         let config_path = dir.join("config.json");
         std::fs::write(&config_path, self.config.to_json() + "\n")

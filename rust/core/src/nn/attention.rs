@@ -189,7 +189,7 @@ impl MultiHeadAttention {
         let out = w.pp("out_proj");
         let out_w = out.get("weight", &[(e, "d_model"), (e, "d_model")])?;
         let out_b = out.get("bias", &[(e, "d_model")])?;
-        Self::from_torch(
+        let attention = Self::from_torch(
             n_heads,
             e,
             in_w.data(),
@@ -197,7 +197,11 @@ impl MultiHeadAttention {
             out_w.data(),
             Some(out_b.data()),
             layout,
-        )
+        )?;
+        // Packed: the checkpoint's pages of the weights need not stay resident too.
+        in_w.release_resident_pages();
+        out_w.release_resident_pages();
+        Ok(attention)
     }
 
     /// From `torch.nn.MultiheadAttention`'s packed tensors: `in_proj_weight`

@@ -19,12 +19,15 @@ impl Linear {
     pub fn new(w: &Weights, in_features: Dim, out_features: Dim) -> Result<Self> {
         let weight = w.get("weight", &[out_features, in_features])?;
         let bias = w.get("bias", &[out_features])?;
-        Self::from_weight(
+        let linear = Self::from_weight(
             weight.data(),
             Some(bias.data()),
             out_features.0,
             in_features.0,
-        )
+        )?;
+        // Packed: the checkpoint's pages of W need not stay resident too.
+        weight.release_resident_pages();
+        Ok(linear)
     }
 
     /// Packs `weight` [out_features, in_features] (row-major) and copies

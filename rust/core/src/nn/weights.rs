@@ -91,6 +91,27 @@ impl Tensor {
     pub fn is_mapped(&self) -> bool {
         matches!(self.storage, Storage::Mapped { .. })
     }
+
+    /// For a tensor mapped from a checkpoint, drops the file's pages from
+    /// this process's resident memory (they stay in the OS page cache and
+    /// fault back in on the next read); a no-op for an owned tensor. Layers
+    /// that copy (pack) a tensor call this once done, so that loading never
+    /// holds the file and the packed copy in memory at once. It releases the
+    /// whole file, not just this tensor's range: the kernel maps a
+    /// neighbourhood of pages (up to megabytes) on each fault, so tensors
+    /// released earlier come back resident as their neighbours are read.
+    pub fn release_resident_pages(&self) {
+        #[cfg(unix)]
+        if let Storage::Mapped { mmap, .. } = &self.storage {
+            // SAFETY: the map is read-only, so none of its pages was ever
+            // written: MADV_DONTNEED only unmaps them, and a later read
+            // faults the same bytes back in from the file (the contract that
+            // the file is not modified while mapped is the one
+            // `checkpoint::read` already relies on). No value seen through a
+            // borrow of any tensor of this map changes.
+            let _ = unsafe { mmap.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
 }
 
 impl fmt::Debug for Tensor {
@@ -265,6 +286,22 @@ mod tests {
             matches!(w.get("bias", &[(2, "x")]), Err(Error::Checkpoint(m)) if m.contains("I64"))
         );
         assert!(w.get_opt("nope", &[]).unwrap().is_none());
+    }
+
+    #[test]
+    fn released_pages_read_back_the_same_values() {
+        let values: Vec<f32> = (0..5000).map(|i| (i as f32 * 0.37).sin()).collect();
+        let path = std::env::temp_dir().join(format!("trs-release-{}.bin", std::process::id()));
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a read-only map of a file this test owns and does not modify.
+        let mmap = Arc::new(unsafe { Mmap::map(&file) }.unwrap());
+        let t = Tensor::mapped(&mmap, 0, vec![50, 100]).unwrap();
+        assert_eq!(t.data(), values.as_slice());
+        t.release_resident_pages();
+        assert_eq!(t.data(), values.as_slice());
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -18,7 +18,9 @@ struct Relu;
 impl Lanewise for Relu {
     #[inline(always)]
     unsafe fn apply<V: F32Vec>(v: V) -> V {
-        v.max(V::splat(0.0))
+        // Zero first: x86's max returns its second operand when either is
+        // NaN, so a NaN input stays NaN, as in torch.
+        V::splat(0.0).max(v)
     }
 }
 

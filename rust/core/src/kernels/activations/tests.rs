@@ -143,7 +143,7 @@ fn parallel_entry_points_match_reference() {
 }
 
 #[test]
-fn activations_of_infinities_match_torch() {
+fn activations_of_infinities_and_nan_match_torch() {
     // Every lane position of a vector and of the scalar tail.
     for isa in dispatch::available() {
         for len in [1, 7, 16, 17, 33] {
@@ -164,6 +164,12 @@ fn activations_of_infinities_match_torch() {
                 r.iter().all(|&v| v == f32::INFINITY),
                 "{isa:?} relu(+inf) = {r:?}"
             );
+            // NaN propagates through both, as in torch.
+            for act in [Activation::Relu, Activation::Gelu] {
+                let mut x = vec![f32::NAN; len];
+                activation_with(isa, act, &mut x, None);
+                assert!(x.iter().all(|v| v.is_nan()), "{isa:?} {act:?}(NaN) = {x:?}");
+            }
         }
     }
 }

@@ -129,7 +129,7 @@ struct Out<'a> {
 #[derive(Clone, Copy)]
 struct CPtr(*mut f32);
 // SAFETY: every work item writes a block of C no other item touches (see
-// `Plan::items`), and `run_on` holds the `&mut` to C until all items finish.
+// `Plan::item`), and `run_on` holds the `&mut` to C until all items finish.
 unsafe impl Send for CPtr {}
 // SAFETY: as for Send; items only share the pointer value.
 unsafe impl Sync for CPtr {}
@@ -151,7 +151,13 @@ struct Plan {
     nc_strips: usize,
     /// Strips per tile in loop 2 (a power of two).
     tile_strips: usize,
-    items: Vec<Item>,
+    /// C [M×N] is cut into `row_blocks` × `col_blocks` items, the columns
+    /// in blocks of `chunk` strips (N has `n_strips`).
+    m: usize,
+    row_blocks: usize,
+    col_blocks: usize,
+    chunk: usize,
+    n_strips: usize,
 }
 
 impl Plan {
@@ -188,21 +194,31 @@ impl Plan {
             .div_ceil(row_blocks)
             .min(n_strips.div_ceil(tile_strips));
         let chunk = n_strips.div_ceil(col_splits).div_ceil(tile_strips) * tile_strips;
-        let mut items = Vec::new();
-        for r in 0..row_blocks {
-            let rows = r * m / row_blocks..(r + 1) * m / row_blocks;
-            for s0 in (0..n_strips).step_by(chunk) {
-                items.push(Item {
-                    rows: rows.clone(),
-                    strips: s0..(s0 + chunk).min(n_strips),
-                });
-            }
-        }
         Plan {
             kc,
             nc_strips: K::NC / STRIP,
             tile_strips,
-            items,
+            m,
+            row_blocks,
+            col_blocks: n_strips.div_ceil(chunk),
+            chunk,
+            n_strips,
+        }
+    }
+
+    /// Number of work items.
+    fn items(&self) -> usize {
+        self.row_blocks * self.col_blocks
+    }
+
+    /// Work item `i` (< `items()`): computed, not stored, so a product
+    /// allocates nothing (decoder steps run thousands of them).
+    fn item(&self, i: usize) -> Item {
+        let (r, c) = (i / self.col_blocks, i % self.col_blocks);
+        let s0 = c * self.chunk;
+        Item {
+            rows: r * self.m / self.row_blocks..(r + 1) * self.m / self.row_blocks,
+            strips: s0..(s0 + self.chunk).min(self.n_strips),
         }
     }
 }
@@ -220,15 +236,15 @@ fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, out: &Out) {
     // before the loops (or read in place), so items share nothing: each runs
     // to the end without a barrier per KC slice.
     let work = |i: usize| {
-        let item = &plan.items[i];
+        let item = plan.item(i);
         with_scratch(Scratch::ABlock, item.rows.len() * plan.kc, |a_block| {
-            item_loops::<K>(a, b, beta, out, &plan, item, a_block)
+            item_loops::<K>(a, b, beta, out, &plan, &item, a_block)
         })
     };
     if threads > 1 {
-        parallel::for_each_index(plan.items.len(), work);
+        parallel::for_each_index(plan.items(), work);
     } else {
-        (0..plan.items.len()).for_each(work);
+        (0..plan.items()).for_each(work);
     }
 }
 
@@ -401,7 +417,12 @@ pub(super) fn gemv(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
 
 fn gemv_on<K: MicroKernel>(a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
     let (k, n) = (a.cols, b.cols);
-    let a_row: Vec<f32> = (0..k).map(|p| a.at(0, p)).collect();
+    // A's one row, copied only when strided.
+    let a_row: std::borrow::Cow<[f32]> = if a.col_stride == 1 {
+        std::borrow::Cow::Borrowed(&a.data[..k])
+    } else {
+        (0..k).map(|p| a.at(0, p)).collect()
+    };
     let b_rows = &b.data[..(k - 1) * b.row_stride + n];
     let y = &mut c[..n];
     if beta == 0.0 {

@@ -172,8 +172,9 @@ impl Transformer {
     }
 
     /// memory [B, S, E] for `src` [B, S]. Positions holding `pad_id` are
-    /// padding: no query attends to them (their own outputs are computed but
-    /// meaningless).
+    /// padding: no query attends to them, and memory is zero there (as in
+    /// PyTorch's fast path). The encoder does no work for them: it runs on
+    /// the valid tokens only, packed.
     pub fn encode(&self, src: TokenBatch) -> Result<Vec<f32>> {
         self.check_tokens("src", src, self.config.src_vocab_size)?;
         let x = self.src_embed.forward(src.ids, src.len, 0, &self.positions);

@@ -6,12 +6,19 @@
 //! source), or three separate GEMMs for arbitrary query/key/value (`tr.ops`).
 //! Heads are strided [`MatRef`] views into the projected buffers, never
 //! copies, and the (batch item, head) pairs run in parallel.
+//!
+//! The encoder's entry point, [`MultiHeadAttention::add_packed_self_attention`],
+//! takes a ragged batch packed without padding ([`Sequences`]) and
+//! caller-owned scratch, and adds its result into the residual stream.
+
+use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use crate::kernels::attention::attention_head;
+use crate::kernels::attention::{attention_head, attention_head_scratch};
 use crate::kernels::gemm::MatRef;
 use crate::nn::linear::Linear;
+use crate::nn::packed::Sequences;
 use crate::nn::weights::Weights;
 use crate::{Error, Result};
 
@@ -511,6 +518,110 @@ impl MultiHeadAttention {
         }
         self.out_proj
             .forward(MatRef::row_major(&concat, batch * tq, e))
+    }
+}
+
+/// Buffers of [`MultiHeadAttention::add_packed_self_attention`], grown as
+/// needed and reused across calls (e.g. the layers of one encoder forward).
+#[derive(Clone, Debug, Default)]
+pub struct AttnScratch {
+    /// q; k; v [N, 3E].
+    qkv: Vec<f32>,
+    /// Per sequence b, its heads [H, len_b, D], at rows seq(b) of [N, E].
+    heads: Vec<f32>,
+    /// The heads side by side [N, E].
+    concat: Vec<f32>,
+}
+
+/// Below this many flops per task, attention pairs share a thread: a task
+/// handed to another thread costs a wake-up (15–180 µs on the 2-core VM).
+const MIN_TASK_FLOPS: usize = 1 << 22;
+
+thread_local! {
+    /// Score scratch of [`attention_head_scratch`], one per pool thread.
+    static HEAD_SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+impl MultiHeadAttention {
+    /// acc [N, E] += self-attention of x [N, E] over the sequences packed in
+    /// `seqs` (N = `seqs.tokens()`): each sequence attends to all of its own
+    /// rows and nothing else, so packed padding-free rows need no mask.
+    /// One fused QKV GEMM; the out-projection's bias and the residual add
+    /// ride on its GEMM (beta = 1 into acc).
+    pub fn add_packed_self_attention(
+        &self,
+        x: &[f32],
+        seqs: &Sequences,
+        scratch: &mut AttnScratch,
+        acc: &mut [f32],
+    ) {
+        let (e, h, d) = (self.width, self.n_heads, self.head_dim());
+        let n = seqs.tokens();
+        assert!(
+            x.len() == n * e && acc.len() == n * e,
+            "add_packed_self_attention: x and acc must be [{n}, {e}]"
+        );
+        if n == 0 {
+            return;
+        }
+        let AttnScratch { qkv, heads, concat } = scratch;
+        let xm = MatRef::row_major(x, n, e);
+        match &self.in_proj {
+            InProjection::Fused(fused) => {
+                qkv.resize(n * 3 * e, 0.0);
+                fused.forward_into(xm, qkv);
+            }
+            _ => *qkv = self.project_qkv(x, n),
+        }
+        heads.resize(n * e, 0.0);
+        concat.resize(n * e, 0.0);
+        let scale = 1.0 / (d as f32).sqrt();
+        let qkv: &[f32] = qkv;
+        // One task per (sequence, head): its [len, D] output chunk.
+        let mut tasks = Vec::with_capacity(seqs.batch() * h);
+        let mut rest: &mut [f32] = heads;
+        for b in 0..seqs.batch() {
+            let rows = seqs.seq(b);
+            let (mine, tail) = rest.split_at_mut(rows.len() * e);
+            rest = tail;
+            if !rows.is_empty() {
+                tasks.extend(
+                    mine.chunks_exact_mut(rows.len() * d)
+                        .enumerate()
+                        .map(|(hh, out)| (rows.clone(), hh, out)),
+                );
+            }
+        }
+        let run = |(rows, hh, out): (std::ops::Range<usize>, usize, &mut [f32])| {
+            let part = |p: usize| {
+                let start = rows.start * 3 * e + p * e + hh * d;
+                MatRef::new(&qkv[start..], rows.len(), d, 3 * e, 1)
+            };
+            HEAD_SCRATCH.with_borrow_mut(|sc| {
+                attention_head_scratch(part(0), part(1), part(2), None, false, scale, out, d, sc)
+            });
+        };
+        let flops = 4 * d * h * seqs.attention_pairs();
+        if flops < 2 * MIN_TASK_FLOPS || rayon::current_num_threads() == 1 {
+            tasks.into_iter().for_each(run);
+        } else {
+            let per_task = (MIN_TASK_FLOPS * tasks.len()).div_ceil(flops).max(1);
+            tasks.into_par_iter().with_min_len(per_task).for_each(run);
+        }
+        // Per sequence [H, len, D] → [len, E] (heads side by side).
+        for b in 0..seqs.batch() {
+            let rows = seqs.seq(b);
+            let (r0, len) = (rows.start, rows.len());
+            for hh in 0..h {
+                for t in 0..len {
+                    let src = r0 * e + (hh * len + t) * d;
+                    let dst = (r0 + t) * e + hh * d;
+                    concat[dst..dst + d].copy_from_slice(&heads[src..src + d]);
+                }
+            }
+        }
+        self.out_proj
+            .add_forward_into(MatRef::row_major(concat, n, e), acc);
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::kernels::activations::{gelu_inplace, relu_inplace};
+use crate::kernels::activations;
 use crate::kernels::gemm::MatRef;
 use crate::nn::linear::Linear;
 use crate::nn::weights::Weights;
@@ -47,19 +47,42 @@ impl FeedForward {
         y
     }
 
-    /// Writes y [M, E] into `y` for x [M, E], using `hidden` [M, F] as the
-    /// intermediate (for callers that reuse buffers, e.g. decoder steps).
+    /// Writes y [M, E] into `y` for x [M, E], using `hidden` (at least
+    /// [M, F]) as the intermediate (for callers that reuse buffers, e.g.
+    /// decoder steps).
     pub fn forward_into(&self, x: &[f32], hidden: &mut [f32], y: &mut [f32]) {
+        let f = self.linear1.out_features();
+        let rows = self.hidden_into(x, hidden);
+        self.linear2
+            .forward_into(MatRef::row_major(&hidden[..rows * f], rows, f), y);
+    }
+
+    /// acc [M, E] += y for x [M, E]; `hidden` is scratch for [M, F], grown
+    /// as needed (reuse it across calls). linear2's bias and the residual
+    /// add ride on its GEMM (beta = 1 into acc).
+    pub fn add_forward(&self, x: &[f32], hidden: &mut Vec<f32>, acc: &mut [f32]) {
         let (e, f) = (self.linear1.in_features(), self.linear1.out_features());
         let rows = x.len() / e;
-        self.linear1
-            .forward_into(MatRef::row_major(x, rows, e), hidden);
-        match self.activation {
-            Activation::Relu => relu_inplace(hidden),
-            Activation::Gelu => gelu_inplace(hidden),
+        if hidden.len() < rows * f {
+            hidden.resize(rows * f, 0.0);
         }
+        self.hidden_into(x, hidden);
         self.linear2
-            .forward_into(MatRef::row_major(hidden, rows, f), y);
+            .add_forward_into(MatRef::row_major(&hidden[..rows * f], rows, f), acc);
+    }
+
+    /// hidden[..M·F] ← act(linear1(x)) for x [M, E] (bias and activation
+    /// fused into the GEMM); returns M.
+    fn hidden_into(&self, x: &[f32], hidden: &mut [f32]) -> usize {
+        let (e, f) = (self.linear1.in_features(), self.linear1.out_features());
+        let rows = x.len() / e;
+        let act = match self.activation {
+            Activation::Relu => activations::Activation::Relu,
+            Activation::Gelu => activations::Activation::Gelu,
+        };
+        self.linear1
+            .forward_act_into(MatRef::row_major(x, rows, e), act, &mut hidden[..rows * f]);
+        rows
     }
 
     /// (linear1, linear2), for saving.

@@ -1,6 +1,7 @@
 //! Linear layer y = x Wᵀ + b with W packed once for the GEMM micro-kernels.
 
-use crate::kernels::gemm::{gemm_packed, MatRef, PackedB};
+use crate::kernels::activations::Activation;
+use crate::kernels::gemm::{gemm_packed_fused, Epilogue, MatRef, PackedB};
 use crate::nn::weights::{Dim, Weights};
 use crate::{Error, Result};
 
@@ -77,24 +78,38 @@ impl Linear {
 
     /// Writes y [M, N] (dense row-major) into `y` for x [M, K].
     pub fn forward_into(&self, x: MatRef, y: &mut [f32]) {
+        self.run(x, 0.0, None, y);
+    }
+
+    /// y [M, N] ← act(x Wᵀ + b) for x [M, K]: bias and activation are
+    /// applied to each GEMM tile while it is in cache, not as extra passes.
+    pub fn forward_act_into(&self, x: MatRef, activation: Activation, y: &mut [f32]) {
+        self.run(x, 0.0, Some(activation), y);
+    }
+
+    /// acc [M, N] += x Wᵀ + b for x [M, K]: the GEMM accumulates into acc
+    /// (beta = 1) and adds the bias per tile, so a residual add costs no
+    /// pass of its own.
+    pub fn add_forward_into(&self, x: MatRef, acc: &mut [f32]) {
+        self.run(x, 1.0, None, acc);
+    }
+
+    /// c [M, N] ← act(beta·c + x Wᵀ + b).
+    fn run(&self, x: MatRef, beta: f32, activation: Option<Activation>, c: &mut [f32]) {
         let n = self.out_features();
         assert_eq!(
-            y.len(),
+            c.len(),
             x.rows * n,
             "Linear: output holds {} values, expected {}×{n}",
-            y.len(),
+            c.len(),
             x.rows
         );
-        match &self.bias {
-            // Pre-filling with the bias lets the GEMM add it for free (beta = 1).
-            Some(b) => {
-                for row in y.chunks_exact_mut(n) {
-                    row.copy_from_slice(b);
-                }
-                gemm_packed(x, &self.weight, 1.0, y, n);
-            }
-            None => gemm_packed(x, &self.weight, 0.0, y, n),
-        }
+        let epilogue = Epilogue {
+            bias: self.bias.as_deref(),
+            activation,
+            residual: None,
+        };
+        gemm_packed_fused(x, &self.weight, beta, c, n, epilogue);
     }
 
     /// W [N, K] row-major, as PyTorch stores it (for saving).
@@ -127,6 +142,14 @@ mod tests {
             }
         }
         assert_eq!(lin.weight(), w);
+        let mut acc: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.5).collect();
+        lin.add_forward_into(MatRef::row_major(&x, m, k), &mut acc);
+        for (i, (a, y)) in acc.iter().zip(&y).enumerate() {
+            assert!((a - (y + i as f32 * 0.5)).abs() < 1e-5);
+        }
+        let mut relu = vec![0.0; m * n];
+        lin.forward_act_into(MatRef::row_major(&x, m, k), Activation::Relu, &mut relu);
+        assert_eq!(relu, y.iter().map(|v| v.max(0.0)).collect::<Vec<_>>());
         let no_bias = Linear::from_weight(&w, None, n, k).unwrap();
         let y0 = no_bias.forward(MatRef::row_major(&x, m, k));
         assert!((y0[0] + b[0] - y[0]).abs() < 1e-6);

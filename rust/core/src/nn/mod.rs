@@ -11,13 +11,15 @@ pub mod encoder;
 pub mod feed_forward;
 pub mod layer_norm;
 pub mod linear;
+pub mod packed;
 pub mod weights;
 
-pub use attention::{AttnMask, AttnShape, Layout, Masks, MultiHeadAttention};
+pub use attention::{AttnMask, AttnScratch, AttnShape, Layout, Masks, MultiHeadAttention};
 pub use decoder::{CrossMemory, Decoder, DecoderLayer, StepBuffers};
 pub use embedding::{Embedding, PositionalEncoding};
-pub use encoder::{Encoder, EncoderLayer};
+pub use encoder::{Encoder, EncoderLayer, EncoderScratch};
 pub use feed_forward::{Activation, FeedForward};
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
+pub use packed::PackedBatch;
 pub use weights::{Tensor, TensorMap, Weights};

@@ -33,7 +33,7 @@ pub(super) fn attend(isa: Isa, p: &Problem, out: &mut [f32], ldo: usize, scratch
         );
         for (r, row) in scores.chunks_exact_mut(kv).enumerate() {
             let len = p.visible_keys(i0 + r);
-            let mask = p.mask_row(i0 + r, len, mask_buf);
+            let mask = p.mask_row(i0 + r, 0, len, mask_buf);
             softmax_row_with(isa, &mut row[..len], p.scale, mask);
             row[len..].fill(0.0);
         }

@@ -27,7 +27,7 @@ pub(super) fn attend(isa: Isa, p: &Problem, out: &mut [f32], scratch: &mut Vec<f
     // contiguous values (unit col stride, checked view); k is a checked view
     // with unit col stride and at least `len` rows of D values.
     unsafe { key_scores(isa, q, p.k, scores) };
-    softmax_row_with(isa, scores, p.scale, p.mask_row(0, len, mask_buf));
+    softmax_row_with(isa, scores, p.scale, p.mask_row(0, 0, len, mask_buf));
     // SAFETY: as above; v is a checked view with unit col stride, ≥ len rows
     // of Dv = out.len() values.
     unsafe { weighted_rows(isa, scores, p.v, out) };

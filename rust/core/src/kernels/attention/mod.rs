@@ -1,17 +1,20 @@
 //! Scaled-dot-product attention for one (batch, head) item:
 //! out = softmax(scale · q kᵀ + mask) · v.
 //!
-//! Two paths, chosen by shape:
+//! Three paths, chosen by shape:
 //! - [`blocked`]: query rows in blocks; scores = q kᵀ and out = P v by GEMM,
 //!   softmax (scale and mask fused) per row in between. Under `causal` a block
 //!   only multiplies the keys its last row can see, so the fully masked tail
 //!   of the score matrix is never computed.
+//! - [`flash`]: Tk ≥ [`FLASH_MIN_KEYS`]: the same, over key blocks too, with
+//!   an online softmax, so no score row spans all Tk keys.
 //! - [`decode`]: Tq = 1 (a decoder step against a KV cache of Tk keys):
 //!   vectorised dot products, softmax, and a weighted sum of V rows, with no
 //!   GEMM call and no buffer beyond the Tk scores.
 
 mod blocked;
 mod decode;
+mod flash;
 #[cfg(test)]
 mod reference;
 #[cfg(test)]
@@ -46,9 +49,13 @@ pub fn attention_head(
     attention_head_scratch(q, k, v, mask, causal, scale, out, ldo, &mut Vec::new())
 }
 
+/// From this many keys on, [`attention_head`] takes the flash path: the
+/// blocked path's 64 × Tk score block then outgrows L2 next to K and V.
+const FLASH_MIN_KEYS: usize = 1024;
+
 /// [`attention_head`] with a caller-owned scratch buffer, grown as needed and
 /// never shrunk: once warm (e.g. per decoding session), no allocation.
-/// Needs at most min(Tq, 64)·Tk + Tk floats.
+/// Needs at most min(Tq, 64)·(min(Tk, 1024) + 2) + Tk floats.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_head_scratch(
     q: MatRef,
@@ -64,6 +71,8 @@ pub fn attention_head_scratch(
     let problem = Problem::new(q, k, v, mask, causal, scale, out.len(), ldo);
     let path = if problem.decode_applies() {
         Path::Decode
+    } else if k.rows >= FLASH_MIN_KEYS {
+        Path::Flash
     } else {
         Path::Blocked
     };
@@ -85,6 +94,7 @@ struct Problem<'a> {
 enum Path {
     Blocked,
     Decode,
+    Flash,
 }
 
 impl<'a> Problem<'a> {
@@ -156,14 +166,20 @@ impl<'a> Problem<'a> {
         }
     }
 
-    /// The first `len` entries of mask row i, borrowed if contiguous, else
-    /// gathered into `buf`.
-    fn mask_row<'b>(&self, i: usize, len: usize, buf: &'b mut [f32]) -> Option<&'b [f32]>
+    /// Entries `from..from + len` of mask row i, borrowed if contiguous,
+    /// else gathered into `buf`.
+    fn mask_row<'b>(
+        &self,
+        i: usize,
+        from: usize,
+        len: usize,
+        buf: &'b mut [f32],
+    ) -> Option<&'b [f32]>
     where
         'a: 'b,
     {
         let m = self.mask?;
-        let start = i * m.row_stride;
+        let start = i * m.row_stride + from * m.col_stride;
         if m.col_stride == 1 || len <= 1 {
             return Some(&m.data[start..start + len]);
         }
@@ -188,6 +204,7 @@ impl<'a> Problem<'a> {
         match path {
             Path::Decode => decode::attend(isa, self, &mut out[..dv], scratch),
             Path::Blocked => blocked::attend(isa, self, out, ldo, scratch),
+            Path::Flash => flash::attend(isa, self, out, ldo, scratch),
         }
     }
 }

@@ -143,6 +143,62 @@ fn blocked_path_random_shapes_masks_and_causal() {
 }
 
 #[test]
+fn flash_path_matches_reference_and_blocked_path() {
+    let mut rng = Rng::new(35);
+    // Tk across key-block boundaries (one key short of, at, past a block),
+    // odd sizes, Tq across the query-block boundary, Tq > Tk under causal.
+    let kb = flash::KEY_BLOCK;
+    let shapes = [
+        (1, 1, 1, 1),
+        (3, 5, 8, 8),
+        (7, kb - 1, 16, 5),
+        (70, kb, 17, 33),
+        (5, kb + 1, 64, 64),
+        (66, 2 * kb + 37, 64, 64),
+        (2 * kb + 9, 19, 8, 9),
+    ];
+    for isa in dispatch::available() {
+        for &(tq, tk, d, dv) in &shapes {
+            let case = Case::new(&mut rng, tq, tk, d, dv);
+            for kind in KINDS {
+                for causal in [false, true] {
+                    check(isa, Path::Flash, &case, kind, causal);
+                    let views = case.views(kind);
+                    let flash = run(isa, Path::Flash, views, causal, 0.3);
+                    let blocked = run(isa, Path::Blocked, views, causal, 0.3);
+                    let blocked: Vec<f64> = blocked.iter().map(|&x| x as f64).collect();
+                    let what = format!("{isa:?} tq={tq} tk={tk} d={d} {kind:?} causal={causal}");
+                    assert_close(&flash, &blocked, 1e-5, 1e-6, &what);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn flash_path_survives_extreme_scores() {
+    // Scores of ±1e30 in one row: the running max jumps by ~1e30 between
+    // key blocks, and the rescale of earlier blocks must underflow to 0.
+    let mut rng = Rng::new(36);
+    let (tq, tk, d) = (3, 2 * flash::KEY_BLOCK + 5, 4);
+    let q_buf = vec![1.0f32; tq * d];
+    let mut k_buf = rng.vec(tk * d, -1.0, 1.0);
+    let v_buf = rng.vec(tk * d, -1.0, 1.0);
+    for c in 0..d {
+        k_buf[(tk - 2) * d + c] = 1e30;
+        k_buf[3 * d + c] = -1e30;
+    }
+    let q = MatRef::row_major(&q_buf, tq, d);
+    let k = MatRef::row_major(&k_buf, tk, d);
+    let v = MatRef::row_major(&v_buf, tk, d);
+    let want = reference::attention(q, k, v, None, false, 1.0);
+    for isa in dispatch::available() {
+        let got = run(isa, Path::Flash, (q, k, v, None), false, 1.0);
+        assert_close(&got, &want, 1e-5, 1e-5, &format!("{isa:?}"));
+    }
+}
+
+#[test]
 fn decode_path_matches_reference_and_blocked_path() {
     let mut rng = Rng::new(31);
     for isa in dispatch::available() {
@@ -174,7 +230,7 @@ fn decode_path_matches_reference_and_blocked_path() {
 fn fully_masked_queries_and_empty_keys_give_zeros() {
     let mut rng = Rng::new(32);
     for isa in dispatch::available() {
-        for path in [Path::Blocked, Path::Decode] {
+        for path in [Path::Blocked, Path::Decode, Path::Flash] {
             let tq = if path == Path::Decode { 1 } else { 4 };
             let case = Case::new(&mut rng, tq, 9, 8, 8);
             let (q, k, v, _) = case.views(MaskKind::None);

@@ -235,17 +235,54 @@ fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, out: &Out) {
     // of columns). It is hoisted outside loops 5 and 4 because B is packed
     // before the loops (or read in place), so items share nothing: each runs
     // to the end without a barrier per KC slice.
-    let work = |i: usize| {
-        let item = plan.item(i);
-        with_scratch(Scratch::ABlock, item.rows.len() * plan.kc, |a_block| {
-            item_loops::<K>(a, b, beta, out, &plan, &item, a_block)
+    let items = plan.items();
+    if plan.col_blocks > 1 {
+        // Items of one row block would each pack the same rows of A: pack
+        // every row block once, up front (row block rows r0..r1 at
+        // r0·K, its K slices one after another), and share them.
+        with_scratch(Scratch::ABlock, m * k, |a_all| {
+            for r in 0..plan.row_blocks {
+                let rows = plan.item(r * plan.col_blocks).rows;
+                let block = &mut a_all[rows.start * k..rows.end * k];
+                for pc in (0..k).step_by(plan.kc) {
+                    let kc = plan.kc.min(k - pc);
+                    let slice = &mut block[rows.len() * pc..rows.len() * (pc + kc)];
+                    pack_a(a, rows.clone(), K::MR, pc, kc, slice);
+                }
+            }
+            let a_all: &[f32] = a_all;
+            let work = |i: usize| {
+                let item = plan.item(i);
+                let panels = APanels::Packed(&a_all[item.rows.start * k..item.rows.end * k]);
+                item_loops::<K>(a, b, beta, out, &plan, &item, panels)
+            };
+            if threads > 1 {
+                parallel::for_each_index(items, work);
+            } else {
+                (0..items).for_each(work);
+            }
         })
-    };
-    if threads > 1 {
-        parallel::for_each_index(plan.items(), work);
     } else {
-        (0..plan.items()).for_each(work);
+        let work = |i: usize| {
+            let item = plan.item(i);
+            with_scratch(Scratch::ABlock, item.rows.len() * plan.kc, |a_block| {
+                item_loops::<K>(a, b, beta, out, &plan, &item, APanels::Pack(a_block))
+            })
+        };
+        if threads > 1 {
+            parallel::for_each_index(items, work);
+        } else {
+            (0..items).for_each(work);
+        }
     }
+}
+
+/// Where a work item's A panels come from.
+enum APanels<'a> {
+    /// Packed here, one KC slice at a time, into this scratch.
+    Pack(&'a mut [f32]),
+    /// Packed before the loops: the item's rows, all K slices in order.
+    Packed(&'a [f32]),
 }
 
 /// Loops 5 and 4 of one work item.
@@ -256,9 +293,10 @@ fn item_loops<K: MicroKernel>(
     out: &Out,
     plan: &Plan,
     item: &Item,
-    a_block: &mut [f32],
+    mut panels: APanels,
 ) {
     let (k, n) = (a.cols, b.n());
+    let height = item.rows.len();
     // Loop 5 (jc, NC): blocks of columns.
     for jc in item.strips.clone().step_by(plan.nc_strips) {
         let strips = jc..(jc + plan.nc_strips).min(item.strips.end);
@@ -266,8 +304,14 @@ fn item_loops<K: MicroKernel>(
         // applies beta, later ones accumulate.
         for pc in (0..k).step_by(plan.kc) {
             let kc = plan.kc.min(k - pc);
-            let a_block = &mut a_block[..item.rows.len() * kc];
-            pack_a(a, item.rows.clone(), K::MR, pc, kc, a_block);
+            let a_block: &[f32] = match &mut panels {
+                APanels::Pack(scratch) => {
+                    let a_block = &mut scratch[..height * kc];
+                    pack_a(a, item.rows.clone(), K::MR, pc, kc, a_block);
+                    a_block
+                }
+                APanels::Packed(all) => &all[height * pc..height * (pc + kc)],
+            };
             let block = Block {
                 a: a_block,
                 rows: item.rows.clone(),

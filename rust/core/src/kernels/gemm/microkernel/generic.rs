@@ -142,9 +142,7 @@ pub(super) unsafe fn tile<V: F32Vec, const R: usize, const S: usize, const Q: us
         for s in 0..S {
             // SAFETY: a prefetch never dereferences its address.
             unsafe {
-                V::prefetch(
-                    b_row.wrapping_add(B_PREFETCH_ROWS * b.k_stride + s * b.strip_stride),
-                )
+                V::prefetch(b_row.wrapping_add(B_PREFETCH_ROWS * b.k_stride + s * b.strip_stride))
             };
         }
         let mut bv = [[zero; Q]; S];

@@ -6,9 +6,10 @@
 //! a 2-core VM, as long as a whole small product. Here the caller starts on
 //! the work at once, and the workers woken at the same moment claim what is
 //! left when they arrive. A worker that arrives after the last index was
-//! claimed does nothing and nobody waits for it; one that is still awake
-//! from the previous call (rayon workers yield a little before sleeping)
-//! helps at once. No thread spins once the call has returned.
+//! claimed does nothing and nobody waits for it. A helper stays awake for
+//! [`LINGER`] (100 µs) after its share, watching for the next call, so a
+//! loop of small products keeps it busy instead of waking it each time; no
+//! thread spins longer than that once calls stop.
 //!
 //! Inside a pool (the model's layers) the loop is plain rayon.
 
@@ -47,9 +48,17 @@ pub fn for_each_index<F: Fn(usize) + Sync>(n: usize, body: F) {
         n,
     });
     let job = ErasedBody::new(&body);
+    // Workers still lingering after the previous call join through the
+    // offer at once; the jobs below wake sleeping ones (a job that finds
+    // the work done just lingers in turn).
+    offer(&shared, job);
     for _ in 0..helpers {
         let shared = Arc::clone(&shared);
-        pool.spawn(move || shared.help(job));
+        pool.spawn(move || {
+            shared.help(job);
+            drop(shared);
+            linger();
+        });
     }
     {
         // Closes the gate and waits for helpers inside, also if `body`
@@ -106,6 +115,54 @@ struct SendPtr<T>(*mut T);
 // SAFETY: only used by `for_each_chunk_mut`, which hands each thread a
 // disjoint part of a slice of `T: Send`.
 unsafe impl<T: Send> Sync for SendPtr<T> {}
+
+/// How long a helper stays awake after its share of a call, watching for
+/// the next call: back-to-back products (a loop over matmuls) then find it
+/// awake instead of paying a wake-up each (tens of microseconds on a VM,
+/// as long as a small product). Short enough that no thread is left
+/// spinning once a caller stops: CPU used after the last call is this,
+/// once.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// The latest call from outside the pool, for lingering helpers; its
+/// sequence number (0: none yet) is [`OFFER_SEQ`].
+static OFFER: Mutex<Option<(Arc<Shared>, ErasedBody)>> = Mutex::new(None);
+static OFFER_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Offers a call's share to lingering helpers. `try_lock`: never wait here
+/// (in a forked child the lock may be held by a thread that no longer
+/// exists; the call then runs without lingering helpers).
+fn offer(shared: &Arc<Shared>, job: ErasedBody) {
+    if let Ok(mut slot) = OFFER.try_lock() {
+        *slot = Some((Arc::clone(shared), job));
+        OFFER_SEQ.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Stays awake for [`LINGER`] after a share (and after each further share
+/// it joins), helping with any call offered meanwhile.
+fn linger() {
+    let mut seen = OFFER_SEQ.load(Ordering::Acquire);
+    let mut since = std::time::Instant::now();
+    loop {
+        let now = OFFER_SEQ.load(Ordering::Acquire);
+        if now != seen {
+            seen = now;
+            let offered = OFFER.try_lock().ok().and_then(|slot| slot.clone());
+            if let Some((shared, job)) = offered {
+                // A share whose caller has finished has its gate closed:
+                // `help` then returns without touching `job`.
+                shared.help(job);
+            }
+            since = std::time::Instant::now();
+            continue;
+        }
+        if since.elapsed() >= LINGER {
+            break;
+        }
+        std::hint::spin_loop();
+    }
+}
 
 /// What the caller and its helpers share; outlives the call (helpers that
 /// start late still hold it).

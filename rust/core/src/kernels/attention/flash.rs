@@ -179,23 +179,7 @@ unsafe fn load_lanes<V: F32Vec>(p: *const f32, lanes: usize, fill: f32) -> V {
 /// z ← e^{z - max}, returns Σ z (max finite, z ≤ max or -inf).
 #[inline(always)]
 unsafe fn exp_sub_sum_generic<V: F32Vec>(z: &mut [f32], max: f32) -> f32 {
-    let n = z.len();
-    let (w, p) = (V::LANES, z.as_mut_ptr());
-    let full = n - n % w;
-    let rem = n - full;
-    let vm = V::splat(max);
-    let mut vsum = V::splat(0.0);
-    for i in (0..full).step_by(w) {
-        let e = math::exp(V::load(p.add(i)).sub(vm));
-        e.store(p.add(i));
-        vsum = vsum.add(e);
-    }
-    if rem > 0 {
-        let e = math::exp(V::load_partial(p.add(full), rem, f32::NEG_INFINITY).sub(vm));
-        e.store_partial(p.add(full), rem);
-        vsum = vsum.add(e);
-    }
-    vsum.reduce_add()
+    math::exp_sub_sum::<V>(z, max)
 }
 
 /// x ← factor · x.

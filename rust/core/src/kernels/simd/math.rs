@@ -88,6 +88,35 @@ unsafe fn horner<V: F32Vec>(x: V, c: &[f32]) -> V {
     acc
 }
 
+/// z ← e^{z - max} in place, returning Σ e^{z - max}: the middle pass of
+/// every softmax (`max` finite, each z ≤ max or -inf, which gives 0).
+///
+/// # Safety
+/// `V`'s ISA is available.
+#[inline(always)]
+pub(crate) unsafe fn exp_sub_sum<V: F32Vec>(z: &mut [f32], max: f32) -> f32 {
+    let n = z.len();
+    let (w, p) = (V::LANES, z.as_mut_ptr());
+    let full = n - n % w;
+    let rem = n - full;
+    // SAFETY: the ISA is available (caller); loads and stores stay inside z.
+    unsafe {
+        let vm = V::splat(max);
+        let mut vsum = V::splat(0.0);
+        for i in (0..full).step_by(w) {
+            let e = exp(V::load(p.add(i)).sub(vm));
+            e.store(p.add(i));
+            vsum = vsum.add(e);
+        }
+        if rem > 0 {
+            let e = exp(V::load_partial(p.add(full), rem, f32::NEG_INFINITY).sub(vm));
+            e.store_partial(p.add(full), rem);
+            vsum = vsum.add(e);
+        }
+        vsum.reduce_add()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

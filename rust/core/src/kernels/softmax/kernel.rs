@@ -85,22 +85,11 @@ unsafe fn softmax_generic<V: F32Vec>(x: &mut [f32], scale: f32, mask: Option<&[f
         return;
     }
 
-    // Pass 2: x ← e^{z - max} and their sum (padding: e^{-inf} = 0).
-    let vm = V::splat(max);
-    let mut vsum = V::splat(0.0);
-    for i in (0..full).step_by(w) {
-        let e = math::exp(V::load(p.add(i)).sub(vm));
-        e.store(p.add(i));
-        vsum = vsum.add(e);
-    }
-    if rem > 0 {
-        let e = math::exp(V::load_partial(p.add(full), rem, NEG_INF).sub(vm));
-        e.store_partial(p.add(full), rem);
-        vsum = vsum.add(e);
-    }
+    // Pass 2: x ← e^{z - max} and their sum.
+    let sum = math::exp_sub_sum::<V>(x, max);
 
     // Pass 3: normalise. sum ≥ 1 (the max contributes e⁰).
-    let inv = V::splat(1.0 / vsum.reduce_add());
+    let inv = V::splat(1.0 / sum);
     for i in (0..full).step_by(w) {
         V::load(p.add(i)).mul(inv).store(p.add(i));
     }

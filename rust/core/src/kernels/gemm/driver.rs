@@ -251,29 +251,29 @@ fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, out: &Out) {
                 }
             }
             let a_all: &[f32] = a_all;
-            let work = |i: usize| {
+            for_each_item(threads, items, |i| {
                 let item = plan.item(i);
                 let panels = APanels::Packed(&a_all[item.rows.start * k..item.rows.end * k]);
                 item_loops::<K>(a, b, beta, out, &plan, &item, panels)
-            };
-            if threads > 1 {
-                parallel::for_each_index(items, work);
-            } else {
-                (0..items).for_each(work);
-            }
+            })
         })
     } else {
-        let work = |i: usize| {
+        for_each_item(threads, items, |i| {
             let item = plan.item(i);
             with_scratch(Scratch::ABlock, item.rows.len() * plan.kc, |a_block| {
                 item_loops::<K>(a, b, beta, out, &plan, &item, APanels::Pack(a_block))
             })
-        };
-        if threads > 1 {
-            parallel::for_each_index(items, work);
-        } else {
-            (0..items).for_each(work);
-        }
+        })
+    }
+}
+
+/// Runs `work(i)` for every work item i < `items`: shared with the kernel
+/// pool (the calling thread joining) when the plan has `threads > 1`.
+fn for_each_item(threads: usize, items: usize, work: impl Fn(usize) + Sync) {
+    if threads > 1 {
+        parallel::for_each_index(items, work);
+    } else {
+        (0..items).for_each(work);
     }
 }
 

@@ -156,13 +156,21 @@ fn shapes_around_tile_and_block_edges() {
                 );
             }
         }
-        for (m, k, n) in [
-            (1, 255, 127),
-            (1, 257, 129),
-            (6, 256, 200),
-            (8, 300, 129),
-            (29, 257, 97),
-            (64, 100, 70),
+        // Near KC and strip edges (beta 0), then several row blocks, a
+        // ragged NC block and several K slices (beta 1).
+        for (m, k, n, beta) in [
+            (1, 255, 127, 0.0),
+            (1, 257, 129, 0.0),
+            (6, 256, 200, 0.0),
+            (8, 300, 129, 0.0),
+            (29, 257, 97, 0.0),
+            (64, 100, 70, 0.0),
+            (65, 255, 33, 1.0),
+            (120, 257, 47, 1.0),
+            (169, 64, 40, 1.0),
+            (170, 513, 17, 1.0),
+            (200, 40, 2100, 1.0),
+            (70, 1025, 40, 1.0),
         ] {
             check_case(
                 isa,
@@ -171,26 +179,7 @@ fn shapes_around_tile_and_block_edges() {
                 n,
                 Layout::RowMajor,
                 Layout::RowMajor,
-                0.0,
-                &mut rng,
-            );
-        }
-        for (m, k, n) in [
-            (65, 255, 33),
-            (120, 257, 47),
-            (169, 64, 40),
-            (170, 513, 17),
-            (200, 40, 2100),
-            (70, 1025, 40),
-        ] {
-            check_case(
-                isa,
-                m,
-                k,
-                n,
-                Layout::RowMajor,
-                Layout::RowMajor,
-                1.0,
+                beta,
                 &mut rng,
             );
         }

@@ -18,5 +18,7 @@ pub mod kernels;
 pub mod model;
 pub mod nn;
 pub mod parallel;
+#[cfg(test)]
+pub(crate) mod test_util;
 
 pub use error::{Error, Result};

@@ -7,19 +7,8 @@ use std::collections::HashMap;
 use crate::bert::weights::adapt;
 use crate::bert::{BertConfig, BertInput, BertModel};
 use crate::nn::{Activation, Tensor, TensorMap};
+use crate::test_util::Rng;
 use crate::Error;
-
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-}
 
 fn config(hidden_act: Activation) -> BertConfig {
     BertConfig {
@@ -81,7 +70,7 @@ fn hf_tensors(
             shapes.push((format!("{l}.{name}.bias"), vec![e]));
         }
     }
-    let mut rng = Lcg(seed);
+    let mut rng = Rng::new(seed);
     shapes
         .into_iter()
         .map(|(name, shape)| {
@@ -92,7 +81,9 @@ fn hf_tensors(
             } else {
                 0.0
             };
-            let data = (0..n).map(|_| base + 0.5 * rng.next()).collect();
+            let data = (0..n)
+                .map(|_| base + 0.5 * rng.uniform(-1.0, 1.0))
+                .collect();
             (format!("{prefix}{name}"), (shape, data))
         })
         .collect()
@@ -267,9 +258,9 @@ fn erf(x: f64) -> f64 {
 #[test]
 fn forward_matches_naive_bert_with_and_without_prefix() {
     let (batch, seq) = (3, 7);
-    let mut rng = Lcg(99);
+    let mut rng = Rng::new(99);
     let ids: Vec<i64> = (0..batch * seq)
-        .map(|_| ((rng.next() + 1.0) * 11.0) as i64)
+        .map(|_| ((rng.uniform(-1.0, 1.0) + 1.0) * 11.0) as i64)
         .collect();
     let types: Vec<i64> = (0..batch * seq).map(|i| (i % 3 == 1) as i64).collect();
     // Row 0 unpadded, row 1 padded after 4 tokens, row 2 after 1.

@@ -203,21 +203,11 @@ impl KvCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::Rng;
 
     /// The plain model of the cache: every row owns its [layer][kind]
     /// vectors of values, cloned on duplication.
     type CopyRows = Vec<Vec<[Vec<f32>; 2]>>;
-
-    struct Lcg(u64);
-    impl Lcg {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((self.0 >> 33) % n as u64) as usize
-        }
-    }
 
     fn assert_same(cache: &KvCache, reference: &CopyRows, context: &str) {
         assert_eq!(cache.rows(), reference.len(), "{context}");
@@ -232,7 +222,7 @@ mod tests {
     #[test]
     fn matches_copying_every_row_under_random_reorders() {
         for seed in 0..40u64 {
-            let mut rng = Lcg(seed);
+            let mut rng = Rng::new(seed);
             let (layers, width) = (1 + rng.below(3), 1 + rng.below(5));
             let capacity = 1 + rng.below(9);
             let rows = 1 + rng.below(4);

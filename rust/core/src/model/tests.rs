@@ -4,19 +4,8 @@
 use crate::decoding::{SearchOptions, StepDecoder};
 use crate::model::{TokenBatch, Transformer, TransformerConfig};
 use crate::nn::{Activation, Tensor};
+use crate::test_util::Rng;
 use crate::Error;
-
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-}
 
 fn config(norm_first: bool, activation: Activation) -> TransformerConfig {
     TransformerConfig {
@@ -89,7 +78,7 @@ fn random_tensors(cfg: &TransformerConfig, seed: u64) -> Vec<(String, Tensor)> {
         shapes.push((format!("transformer.{s}.norm.weight"), vec![e]));
         shapes.push((format!("transformer.{s}.norm.bias"), vec![e]));
     }
-    let mut rng = Lcg(seed);
+    let mut rng = Rng::new(seed);
     shapes
         .into_iter()
         .map(|(name, shape)| {
@@ -100,7 +89,9 @@ fn random_tensors(cfg: &TransformerConfig, seed: u64) -> Vec<(String, Tensor)> {
             } else {
                 0.0
             };
-            let data = (0..n).map(|_| base + 0.5 * rng.next()).collect();
+            let data = (0..n)
+                .map(|_| base + 0.5 * rng.uniform(-1.0, 1.0))
+                .collect();
             (name, Tensor::new(shape, data).unwrap())
         })
         .collect()

@@ -731,21 +731,7 @@ impl<'a> HeadMasks<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small deterministic generator, so tests need no extra crates.
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> f32 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        }
-        fn vec(&mut self, n: usize) -> Vec<f32> {
-            (0..n).map(|_| self.next()).collect()
-        }
-    }
+    use crate::test_util::Rng;
 
     /// Naive MHA in f64, straight from the definition.
     #[allow(clippy::too_many_arguments)]
@@ -859,30 +845,30 @@ mod tests {
 
     #[test]
     fn general_forward_matches_naive_in_every_layout_and_mask_combination() {
-        let mut rng = Lcg(7);
+        let mut rng = Rng::new(7);
         for &(b, tq, tk, e, h) in &[
             (1, 1, 1, 4, 1),
             (2, 3, 5, 8, 2),
             (3, 4, 4, 12, 3),
             (1, 7, 2, 6, 6),
         ] {
-            let wi = rng.vec(3 * e * e);
-            let bi = rng.vec(3 * e);
-            let wo = rng.vec(e * e);
-            let bo = rng.vec(e);
-            let q = rng.vec(b * tq * e);
-            let k = rng.vec(b * tk * e);
-            let v = rng.vec(b * tk * e);
+            let wi = rng.vec(3 * e * e, -1.0, 1.0);
+            let bi = rng.vec(3 * e, -1.0, 1.0);
+            let wo = rng.vec(e * e, -1.0, 1.0);
+            let bo = rng.vec(e, -1.0, 1.0);
+            let q = rng.vec(b * tq * e, -1.0, 1.0);
+            let k = rng.vec(b * tk * e, -1.0, 1.0);
+            let v = rng.vec(b * tk * e, -1.0, 1.0);
             let kpm: Vec<bool> = (0..b * tk)
                 .map(|i| i % tk == tk - 1 && tk > 1 || i == 0 && b > 2)
                 .collect();
-            let shared: Vec<f32> = (0..tq * tk).map(|_| rng.next()).collect();
+            let shared: Vec<f32> = (0..tq * tk).map(|_| rng.uniform(-1.0, 1.0)).collect();
             let per_head: Vec<f32> = (0..b * h * tq * tk)
                 .map(|i| {
                     if i % 5 == 3 {
                         f32::NEG_INFINITY
                     } else {
-                        rng.next()
+                        rng.uniform(-1.0, 1.0)
                     }
                 })
                 .collect();
@@ -892,7 +878,7 @@ mod tests {
                 key_len: tk,
             };
             // [B, 1, 1, Tk] (one row per item) and [1, H, Tq, Tk] (per head).
-            let per_item_row: Vec<f32> = (0..b * tk).map(|_| rng.next()).collect();
+            let per_item_row: Vec<f32> = (0..b * tk).map(|_| rng.uniform(-1.0, 1.0)).collect();
             let item_rows = AttnMask {
                 data: &per_item_row,
                 per_batch: true,
@@ -1004,11 +990,15 @@ mod tests {
     #[test]
     fn fully_masked_query_gives_out_proj_bias() {
         let e = 4;
-        let mut rng = Lcg(3);
-        let (wi, wo, bo) = (rng.vec(3 * e * e), rng.vec(e * e), rng.vec(e));
+        let mut rng = Rng::new(3);
+        let (wi, wo, bo) = (
+            rng.vec(3 * e * e, -1.0, 1.0),
+            rng.vec(e * e, -1.0, 1.0),
+            rng.vec(e, -1.0, 1.0),
+        );
         let mha = MultiHeadAttention::from_torch(2, e, &wi, None, &wo, Some(&bo), Layout::General)
             .unwrap();
-        let x = rng.vec(2 * e);
+        let x = rng.vec(2 * e, -1.0, 1.0);
         let kpm = [true, true];
         let masks = Masks {
             key_padding_mask: Some(&kpm),

@@ -2,7 +2,7 @@
 
 use super::reference::{self, GELU_GOLDEN};
 use super::*;
-use crate::kernels::simd::test_util::{assert_close, Rng, LENGTHS};
+use crate::test_util::{assert_close, Rng, LENGTHS};
 
 /// Measured ≤ 5e-7 relative; tiny (subnormal) results are only close in
 /// absolute terms.

@@ -3,7 +3,7 @@
 
 use super::reference;
 use super::*;
-use crate::kernels::simd::test_util::{assert_close, Rng};
+use crate::test_util::{assert_close, Rng};
 
 const NEG_INF: f32 = f32::NEG_INFINITY;
 

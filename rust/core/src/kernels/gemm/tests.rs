@@ -3,31 +3,7 @@
 
 use super::*;
 use crate::kernels::dispatch;
-
-/// xorshift64*: deterministic, good enough to fill matrices.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in [-1, 1).
-    fn f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    fn vec(&mut self, len: usize) -> Vec<f32> {
-        (0..len).map(|_| self.f32()).collect()
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
+use crate::test_util::Rng;
 
 /// C = beta·C + A·B accumulated in f64, plus the bound on f32 rounding error
 /// for each element: k·2⁻²³·(Σ|a·b| + |beta·c|) (generous; a wrong index or
@@ -98,7 +74,7 @@ fn storage(layout: Layout, rows: usize, cols: usize, rng: &mut Rng) -> (Vec<f32>
         Layout::PaddedRows => (rows * (cols + 3), cols + 3, 1),
         Layout::EveryOtherCol => (rows * 2 * cols, 2 * cols, 2),
     };
-    (rng.vec(len.max(1)), rs, cs)
+    (rng.vec(len.max(1), -1.0, 1.0), rs, cs)
 }
 
 /// Runs gemm and gemm_packed for one case on `isa` and checks both.
@@ -118,7 +94,7 @@ fn check_case(
     let a = MatRef::new(&ad, m, k, ars, acs);
     let b = MatRef::new(&bd, k, n, brs, bcs);
     let ldc = n + rng.below(3);
-    let c0 = rng.vec((m * ldc).max(1));
+    let c0 = rng.vec((m * ldc).max(1), -1.0, 1.0);
     let (want, bound) = reference(a, b, beta, &c0, ldc);
     let what = format!(
         "{} m={m} k={k} n={n} A {la:?} B {lb:?} beta={beta}",
@@ -139,7 +115,7 @@ fn shapes_around_tile_and_block_edges() {
     // 0/1, odd sizes, MR (4, 6, 14) ± 1, strips (16, 32, 64, 128) ± 1,
     // KC (256, 512) ± 1, MC (64, 120, 168), NC (2048 columns).
     let dims = [0, 1, 2, 3, 5, 7, 13, 14, 15, 17, 29, 31, 33, 63, 65];
-    let mut rng = Rng(0x5EED);
+    let mut rng = Rng::new(0x5EED);
     for isa in dispatch::available() {
         for &m in &dims {
             for &n in &dims {
@@ -188,7 +164,7 @@ fn shapes_around_tile_and_block_edges() {
 
 #[test]
 fn views_and_beta() {
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     for isa in dispatch::available() {
         for la in LAYOUTS {
             for lb in LAYOUTS {
@@ -207,10 +183,10 @@ fn views_and_beta() {
 
 #[test]
 fn beta_zero_ignores_nan_in_c() {
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     for isa in dispatch::available() {
         for (m, k, n) in [(1, 8, 5), (3, 17, 40), (20, 33, 130), (1, 0, 4)] {
-            let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
+            let (ad, bd) = (rng.vec(m * k, -1.0, 1.0), rng.vec(k * n, -1.0, 1.0));
             let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
             let (want, bound) = reference(a, b, 0.0, &vec![0.0; m * n], n);
             let mut c = vec![f32::NAN; m * n];
@@ -230,10 +206,10 @@ fn beta_zero_ignores_nan_in_c() {
 
 #[test]
 fn padding_of_c_is_untouched() {
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     for isa in dispatch::available() {
         let (m, k, n, ldc) = (19, 23, 37, 45);
-        let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
+        let (ad, bd) = (rng.vec(m * k, -1.0, 1.0), rng.vec(k * n, -1.0, 1.0));
         let mut c = vec![f32::NAN; m * ldc];
         gemm_with(
             isa,
@@ -260,7 +236,7 @@ fn padding_of_c_is_untouched() {
 
 #[test]
 fn linear_weight_packs_and_unpacks() {
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     for isa in dispatch::available() {
         for (out_f, in_f, m) in [
             (1, 1, 1),
@@ -270,11 +246,11 @@ fn linear_weight_packs_and_unpacks() {
             (0, 4, 1),
             (3, 0, 2),
         ] {
-            let w = rng.vec(out_f * in_f);
+            let w = rng.vec(out_f * in_f, -1.0, 1.0);
             let packed = PackedB::from_linear_weight(&w, out_f, in_f);
             assert_eq!((packed.k(), packed.n()), (in_f, out_f));
             assert_eq!(packed.unpack_linear_weight(), w);
-            let x = rng.vec(m * in_f);
+            let x = rng.vec(m * in_f, -1.0, 1.0);
             let (xa, wt) = (
                 MatRef::row_major(&x, m, in_f),
                 MatRef::row_major(&w, out_f, in_f).t(),
@@ -302,7 +278,7 @@ fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
 
 #[test]
 fn threads_give_the_single_thread_result() {
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     for isa in dispatch::available() {
         // Each shape is past PAR_MIN_FMAS, so 3 threads really split it: the
         // GEMV, a thin tile, B read in place, B packed (two row splits).
@@ -317,7 +293,7 @@ fn threads_give_the_single_thread_result() {
                 m * k * n >= PAR_MIN_FMAS,
                 "{m}x{k}x{n} is too small to thread"
             );
-            let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
+            let (ad, bd) = (rng.vec(m * k, -1.0, 1.0), rng.vec(k * n, -1.0, 1.0));
             let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
             let packed = PackedB::pack(b);
             let run = |threads| {
@@ -346,11 +322,11 @@ fn threads_give_the_single_thread_result() {
 #[test]
 fn nested_inside_parallel_loop() {
     use rayon::prelude::*;
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     // Past PAR_MIN_FMAS: the inner gemm itself runs parallel loops.
     let (m, k, n) = (64, 512, 520);
     assert!(m * k * n >= PAR_MIN_FMAS);
-    let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
+    let (ad, bd) = (rng.vec(m * k, -1.0, 1.0), rng.vec(k * n, -1.0, 1.0));
     let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
     let (want, bound) = reference(a, b, 0.0, &vec![0.0; m * n], n);
     let results: Vec<Vec<f32>> = in_pool(2, || {
@@ -397,7 +373,7 @@ fn threading_follows_the_product_size_and_the_threads_at_hand() {
 #[test]
 fn fused_epilogue_equals_separate_passes() {
     use crate::kernels::activations::{activation_with, Activation};
-    let mut rng = Rng(17);
+    let mut rng = Rng::new(17);
     for isa in dispatch::available() {
         // Thin and full tiles, one and several K slices, a ragged last
         // strip, several row blocks, a C wider than N.
@@ -408,13 +384,13 @@ fn fused_epilogue_equals_separate_passes() {
             (200, 64, 300, 301),
             (31, 0, 18, 18),
         ] {
-            let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
+            let (ad, bd) = (rng.vec(m * k, -1.0, 1.0), rng.vec(k * n, -1.0, 1.0));
             let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
             let packed = PackedB::pack(b);
-            let bias = rng.vec(n);
-            let skip_data = rng.vec(m * (n + 3));
+            let bias = rng.vec(n, -1.0, 1.0);
+            let skip_data = rng.vec(m * (n + 3), -1.0, 1.0);
             let skip = MatRef::new(&skip_data, m, n, n + 3, 1);
-            let c0 = rng.vec(m * ldc);
+            let c0 = rng.vec(m * ldc, -1.0, 1.0);
             for (case, act) in [None, Some(Activation::Relu), Some(Activation::Gelu)]
                 .into_iter()
                 .enumerate()

@@ -2,7 +2,7 @@
 
 use super::reference;
 use super::*;
-use crate::kernels::simd::test_util::{assert_close, Rng, LENGTHS};
+use crate::test_util::{assert_close, Rng, LENGTHS};
 
 const EPS: f32 = 1e-5;
 

@@ -10,8 +10,6 @@
 
 pub(crate) mod math;
 mod scalar;
-#[cfg(test)]
-pub(crate) mod test_util;
 
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;

@@ -1,5 +1,5 @@
-//! Shared test helpers: a small deterministic RNG and the row lengths that
-//! exercise every SIMD tail.
+//! Test helpers shared by every module of the crate: a small deterministic
+//! RNG, the row lengths that exercise every SIMD tail, a closeness check.
 
 /// xorshift64*: deterministic, good enough for test data.
 pub(crate) struct Rng(u64);

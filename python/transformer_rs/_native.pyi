@@ -1,5 +1,7 @@
 """Type stubs of the compiled module transformer_rs._native (private)."""
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -109,3 +111,14 @@ class NativeBertModel:
         token_type_ids: I64 | None = None,
     ) -> F32:
         """last_hidden_state [B, T, E]; key_padding_mask True = padding."""
+    def encode(
+        self,
+        input_ids: I64,
+        lengths: I64,
+        token_type_ids: I64 | None,
+        pooling: Sequence[str],
+        normalize: bool,
+    ) -> F32:
+        """Sentence embeddings [B, P·E] of B sentences packed back to back:
+        input_ids, token_type_ids [K]; lengths [B] (each >= 1, summing to K);
+        pooling modes from "cls", "max", "mean", "mean_sqrt_len"."""

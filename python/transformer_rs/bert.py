@@ -7,12 +7,14 @@ it: the tokenizer (``tokenizer.json``, run by Hugging Face's ``tokenizers``
 package), truncation to ``max_seq_length``, pooling and normalization, so that
 ``encode`` returns what ``SentenceTransformer.encode`` returns.
 
-Shape key: N sentences, B batch, T tokens, E hidden size.
+Shape key: N sentences, B batch, T tokens, E hidden size, K tokens of all
+sentences (unpadded).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 from collections.abc import Sequence
@@ -119,9 +121,11 @@ class BertModel:
         ``input_ids`` is an integer array ``[B, T]`` (T at most
         ``max_position_embeddings``); ``attention_mask`` ``[B, T]`` holds 1
         for tokens and 0 for padding (any real or bool dtype; no query attends to a
-        padding key, and padded positions' own outputs are meaningless);
+        padding key);
         ``token_type_ids`` ``[B, T]`` defaults to zeros. Positions are
         0..T-1 in every row, as in ``transformers`` with right padding.
+        Valid positions equal ``transformers``'; only they are computed, and
+        padded positions hold zeros.
         """
         ids = _id_array(input_ids, "input_ids")
         padding = None
@@ -258,8 +262,9 @@ class SentenceEncoder:
         Each sentence is stripped of surrounding whitespace (and lower-cased if
         the folder says ``do_lower_case``), tokenized, truncated to
         :attr:`max_seq_length` tokens, run through BERT in batches of
-        ``batch_size`` (sentences sorted by length so little compute goes to
-        padding), pooled, and scaled to unit length if
+        ``batch_size`` (longest sentences first, as sentence-transformers
+        batches them; each sentence packed without padding, so no compute goes
+        to padding), pooled, and scaled to unit length if
         ``normalize_embeddings`` or the folder has a ``Normalize`` module.
         An empty string is fine; an empty list is a ``ValueError``.
         """
@@ -272,22 +277,44 @@ class SentenceEncoder:
             raise TypeError(
                 f"normalize_embeddings: expected a bool, got {type(normalize_embeddings).__name__}"
             )
+        normalize = bool(normalize_embeddings) or self._normalize
         texts = [t.strip() for t in texts]
         if self._do_lower_case:
             texts = [t.lower() for t in texts]
         encodings = self._tokenizer.encode_batch(texts)
-        lengths = np.array([len(e.ids) for e in encodings])
+        if single:
+            e = encodings[0]
+            ids = np.array(e.ids, dtype=np.int64)
+            types = np.array(e.type_ids, dtype=np.int64)
+            lengths = np.array([len(ids)], dtype=np.int64)
+            return self._encode_packed(ids, lengths, types, normalize)[0]
+        lengths = np.fromiter(map(len, (e.ids for e in encodings)), np.int64, len(encodings))
         order = np.argsort(-lengths, kind="stable")  # longest first, like sentence-transformers
+        lengths = lengths[order]
+        total = int(lengths.sum())
+        in_order = [encodings[i] for i in order]
+        ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in in_order), np.int64, total)
+        types = np.fromiter(
+            itertools.chain.from_iterable(e.type_ids for e in in_order), np.int64, total
+        )
+        # Token offsets [N + 1] of the sorted sentences in ids / types.
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            ids, mask, types = _pad([encodings[i] for i in rows])
-            hidden = self._bert.forward(ids, mask, types)
-            out[rows] = _pool(hidden, mask, self._pooling)
-        if normalize_embeddings or self._normalize:
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            out /= np.maximum(norms, np.float32(1e-12))
-        return out[0] if single else out
+            stop = min(start + batch_size, len(order))
+            tokens = slice(offsets[start], offsets[stop])
+            out[order[start:stop]] = self._encode_packed(
+                ids[tokens], lengths[start:stop], types[tokens], normalize
+            )
+        return out
+
+    def _encode_packed(
+        self, ids: np.ndarray, lengths: np.ndarray, types: np.ndarray, normalize: bool
+    ) -> np.ndarray:
+        """Embeddings ``[B, dim]`` of B tokenized sentences packed back to back:
+        ``ids`` and ``types`` int64 ``[K]``, ``lengths`` int64 ``[B]``."""
+        return self._bert._native.encode(ids, lengths, types, self._pooling, normalize)
 
 
 def _sentence_list(sentences) -> list[str]:
@@ -301,36 +328,6 @@ def _sentence_list(sentences) -> list[str]:
         if not isinstance(s, str):
             raise TypeError(f"sentences[{i}]: expected a str, got {type(s).__name__}")
     return list(sentences)
-
-
-def _pad(encodings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """input_ids, attention_mask, token_type_ids ``[B, T]`` int64, padded on the
-    right to the longest (pad id 0: padding is masked, so its value is unused)."""
-    width = max(len(e.ids) for e in encodings)
-    ids = np.zeros((len(encodings), width), dtype=np.int64)
-    mask = np.zeros_like(ids)
-    types = np.zeros_like(ids)
-    for row, e in enumerate(encodings):
-        n = len(e.ids)
-        ids[row, :n] = e.ids
-        mask[row, :n] = 1
-        types[row, :n] = e.type_ids
-    return ids, mask, types
-
-
-def _pool(hidden: np.ndarray, mask: np.ndarray, modes: tuple[str, ...]) -> np.ndarray:
-    """``[B, E · len(modes)]`` from ``hidden [B, T, E]`` and ``mask [B, T]``
-    (1 = token), the way sentence-transformers' Pooling computes each mode."""
-    keep = mask[:, :, None].astype(np.float32)
-    counts = np.maximum(keep.sum(axis=1), np.float32(1e-9))
-    sums = (hidden * keep).sum(axis=1)
-    pooled = {
-        "cls": lambda: hidden[:, 0],
-        "max": lambda: np.where(keep > 0, hidden, np.float32(-1e9)).max(axis=1),
-        "mean": lambda: sums / counts,
-        "mean_sqrt_len": lambda: sums / np.sqrt(counts),
-    }
-    return np.concatenate([pooled[m]() for m in modes], axis=1)
 
 
 # ---- reading a sentence-transformers folder -------------------------------------------------
@@ -438,7 +435,7 @@ def _read_pooling(folder: Path, hidden_size: int) -> tuple[str, ...]:
 def _load_tokenizer(path: Path, max_seq_length: int):
     """``tokenizer.json`` through the ``tokenizers`` package, set up as
     sentence-transformers calls it: truncation to ``max_seq_length`` (longest
-    first, special tokens included), no padding (batches are padded here)."""
+    first, special tokens included), no padding (sentences are packed)."""
     from tokenizers import Tokenizer  # deferred: only sentence encoders need it
 
     if not path.is_file():

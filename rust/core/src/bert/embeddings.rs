@@ -5,9 +5,10 @@ use crate::bert::weights::{POSITION_EMBEDDINGS, TOKEN_TYPE_EMBEDDINGS, WORD_EMBE
 use crate::nn::{LayerNorm, Tensor, Weights};
 use crate::Result;
 
-/// x[b, t] = LayerNorm(word[id[b, t]] + position[t] + token_type[type[b, t]]),
-/// with the tables borrowed from the checkpoint's memory map when possible:
-/// word [V, E], position [P, E], token type [TV, E].
+/// x[i] = LayerNorm(word[id[i]] + position[pos[i]] + token_type[type[i]])
+/// for token i at position pos[i] of its sequence, with the tables borrowed
+/// from the checkpoint's memory map when possible: word [V, E], position
+/// [P, E], token type [TV, E].
 #[derive(Clone, Debug)]
 pub struct BertEmbeddings {
     word: Tensor,
@@ -45,14 +46,15 @@ impl BertEmbeddings {
         })
     }
 
-    /// x [B·T, E] for `input_ids` [B, T] and `token_type_ids` [B, T] (all
-    /// type 0 when `None`); position t is the t-th of its row. Ids must lie
-    /// inside their tables and T ≤ P: the model checks both first.
+    /// x [N, E] for N tokens: `input_ids` [N], `token_type_ids` [N] (all
+    /// type 0 when `None`) and `positions` [N], each token's index in its
+    /// sequence. Ids and positions must lie inside their tables: the model
+    /// checks them first.
     pub fn forward(
         &self,
         input_ids: &[i64],
         token_type_ids: Option<&[i64]>,
-        seq_len: usize,
+        positions: &[usize],
     ) -> Vec<f32> {
         let e = self.word.shape()[1];
         let (word, position, token_type) = (
@@ -60,18 +62,19 @@ impl BertEmbeddings {
             self.position.data(),
             self.token_type.data(),
         );
-        let mut x = vec![0.0f32; input_ids.len() * e];
-        for (i, (&id, out)) in input_ids.iter().zip(x.chunks_exact_mut(e)).enumerate() {
+        let mut sum = vec![0.0f32; input_ids.len() * e];
+        let rows = sum.chunks_exact_mut(e).zip(input_ids).zip(positions);
+        for (i, ((out, &id), &pos)) in rows.enumerate() {
             let kind = token_type_ids.map_or(0, |t| t[i] as usize);
             let (w, p, k) = (
                 &word[id as usize * e..][..e],
-                &position[(i % seq_len) * e..][..e],
+                &position[pos * e..][..e],
                 &token_type[kind * e..][..e],
             );
             for (((o, &w), &p), &k) in out.iter_mut().zip(w).zip(p).zip(k) {
                 *o = w + p + k;
             }
         }
-        self.norm.forward(&x)
+        self.norm.forward(&sum)
     }
 }

@@ -1,12 +1,24 @@
 //! `BertModel`: embeddings, then N post-LN encoder layers (the shared
 //! `nn::EncoderLayer`), returning `last_hidden_state`. No final norm, no pooler.
+//!
+//! Every pass runs on packed rows, without padding: the valid tokens of all
+//! sequences back to back ([N, E]), each sequence attending only to its own
+//! rows, runs of sequences on different threads (`nn::encoder`). `forward`
+//! packs a padded batch and scatters the result back; `encode` takes
+//! sentences already packed and pools them, so [B, T, E] never exists.
+//!
+//! Shape key: B sequences, T padded length, N tokens of all sequences,
+//! E hidden size, P pooling modes.
 
 use std::path::Path;
 
 use crate::bert::config::BertConfig;
 use crate::bert::embeddings::BertEmbeddings;
+use crate::bert::pooling::Pooling;
 use crate::bert::weights::adapt;
 use crate::model::checkpoint;
+use crate::nn::encoder::forward_packed_layers;
+use crate::nn::packed::{PackedBatch, Sequences};
 use crate::nn::{EncoderLayer, FeedForward, LayerNorm, Layout, MultiHeadAttention, TensorMap};
 use crate::{Error, Result};
 
@@ -16,7 +28,8 @@ pub struct BertInput<'a> {
     pub input_ids: &'a [i64],
     /// `None`: every token has type 0.
     pub token_type_ids: Option<&'a [i64]>,
-    /// `true` = padding: no query attends to that key. `None`: no padding.
+    /// `true` = padding: no query attends to that key, and the position's
+    /// own output is zeros. `None`: no padding.
     pub key_padding_mask: Option<&'a [bool]>,
     /// B.
     pub batch: usize,
@@ -92,16 +105,98 @@ impl BertModel {
         &self.config
     }
 
-    /// last_hidden_state [B, T, E]. Padded positions get values too (their
-    /// queries attend to the unpadded keys) but no other position sees them.
+    /// last_hidden_state [B, T, E]. Only valid positions are computed (a
+    /// token's position id is its index t in the padded row, as in
+    /// `transformers`); padded positions are zeros. Valid positions equal
+    /// Hugging Face's, whose padded positions hold values no valid position
+    /// depends on.
     pub fn forward(&self, input: BertInput) -> Result<Vec<f32>> {
         self.check(&input)?;
-        let x = self
-            .embeddings
-            .forward(input.input_ids, input.token_type_ids, input.seq_len);
-        self.layers.iter().try_fold(x, |x, layer| {
-            layer.forward(x, input.batch, input.seq_len, input.key_padding_mask)
+        let (t, e) = (input.seq_len, self.config.hidden_size);
+        let packing = PackedBatch::new(input.batch, t, input.key_padding_mask);
+        let rows: Vec<usize> = packing.padded_rows().collect();
+        let ids: Vec<i64> = rows.iter().map(|&r| input.input_ids[r]).collect();
+        let types: Option<Vec<i64>> = input
+            .token_type_ids
+            .map(|types| rows.iter().map(|&r| types[r]).collect());
+        let positions: Vec<usize> = rows.iter().map(|&r| r % t).collect();
+        let hidden = self.hidden_states(&ids, types.as_deref(), &positions, packing.seqs());
+        Ok(packing.scatter(hidden, e))
+    }
+
+    /// Checks B sentences packed back to back for [`SentenceBatch::encode`]:
+    /// `input_ids` [N] and `token_type_ids` [N] (`None`: all type 0) hold the
+    /// tokens of every sentence in turn, `lengths` [B] how many are each
+    /// sentence's (each 1 ..= max_position_embeddings, summing to N), every
+    /// id inside its table. Errors are value errors naming the argument.
+    pub fn sentences<'a>(
+        &'a self,
+        input_ids: &'a [i64],
+        token_type_ids: Option<&'a [i64]>,
+        lengths: &[usize],
+    ) -> Result<SentenceBatch<'a>> {
+        let cfg = &self.config;
+        let n = input_ids.len();
+        if let Some(b) = lengths.iter().position(|&len| len == 0) {
+            return Err(Error::value(format!(
+                "lengths: sentence {b} has no tokens (expected at least 1)"
+            )));
+        }
+        if let Some(b) = lengths
+            .iter()
+            .position(|&len| len > cfg.max_position_embeddings)
+        {
+            return Err(Error::value(format!(
+                "lengths: sentence {b} has {} tokens, more than max_position_embeddings = {}",
+                lengths[b], cfg.max_position_embeddings
+            )));
+        }
+        // Each length ≤ max_position_embeddings: the sum cannot overflow.
+        let total: usize = lengths.iter().sum();
+        if total != n {
+            return Err(Error::value(format!(
+                "lengths: they sum to {total}, but input_ids holds {n} tokens"
+            )));
+        }
+        if let Some(types) = token_type_ids.filter(|t| t.len() != n) {
+            return Err(Error::value(format!(
+                "token_type_ids: {} values, expected one per token of input_ids ({n})",
+                types.len()
+            )));
+        }
+        let flat = |i: usize| format!("[{i}]");
+        check_ids("input_ids", input_ids, cfg.vocab_size, "vocab_size", flat)?;
+        if let Some(types) = token_type_ids {
+            check_ids(
+                "token_type_ids",
+                types,
+                cfg.type_vocab_size,
+                "type_vocab_size",
+                flat,
+            )?;
+        }
+        Ok(SentenceBatch {
+            model: self,
+            input_ids,
+            token_type_ids,
+            seqs: Sequences::from_lengths(lengths.iter().copied()),
         })
+    }
+
+    /// Hidden states x [N, E] of the tokens packed in `seqs` (`input_ids`,
+    /// `token_type_ids` and `positions` [N], already checked).
+    fn hidden_states(
+        &self,
+        input_ids: &[i64],
+        token_type_ids: Option<&[i64]>,
+        positions: &[usize],
+        seqs: &Sequences,
+    ) -> Vec<f32> {
+        let mut x = self
+            .embeddings
+            .forward(input_ids, token_type_ids, positions);
+        forward_packed_layers(&self.layers, None, &mut x, seqs);
+        x
     }
 
     /// Shapes, T ≤ max_position_embeddings, and every id inside its table;
@@ -130,38 +225,82 @@ impl BertModel {
                 cfg.max_position_embeddings
             )));
         }
+        let padded = |i: usize| format!("[{}, {}]", i / t, i % t);
         check_ids(
             "input_ids",
             input.input_ids,
-            t,
             cfg.vocab_size,
             "vocab_size",
+            padded,
         )?;
         if let Some(types) = input.token_type_ids {
             check_ids(
                 "token_type_ids",
                 types,
-                t,
                 cfg.type_vocab_size,
                 "type_vocab_size",
+                padded,
             )?;
         }
         Ok(())
     }
 }
 
-/// Every id of `ids` [B, T] in [0, `size`); the error gives the position.
-fn check_ids(name: &str, ids: &[i64], seq_len: usize, size: usize, key: &str) -> Result<()> {
+/// B sentences packed back to back, checked against the model that made
+/// them ([`BertModel::sentences`]).
+#[derive(Clone, Debug)]
+pub struct SentenceBatch<'a> {
+    model: &'a BertModel,
+    /// [N].
+    input_ids: &'a [i64],
+    /// [N]; `None`: all type 0.
+    token_type_ids: Option<&'a [i64]>,
+    seqs: Sequences,
+}
+
+impl SentenceBatch<'_> {
+    /// Sentence embeddings [B, P·E]: the model's hidden states of each
+    /// sentence's tokens, pooled (and normalised) as `pooling` says.
+    pub fn encode(&self, pooling: &Pooling) -> Vec<f32> {
+        let seqs = &self.seqs;
+        let positions: Vec<usize> = (0..seqs.batch())
+            .flat_map(|b| 0..seqs.seq(b).len())
+            .collect();
+        let hidden =
+            self.model
+                .hidden_states(self.input_ids, self.token_type_ids, &positions, seqs);
+        pooling.pool(&hidden, self.model.config.hidden_size, seqs)
+    }
+
+    /// B.
+    pub fn len(&self) -> usize {
+        self.seqs.batch()
+    }
+
+    /// True when there is no sentence.
+    pub fn is_empty(&self) -> bool {
+        self.seqs.batch() == 0
+    }
+}
+
+/// Every id of `ids` in [0, `size`); the error gives the id's index as
+/// `locate` writes it.
+fn check_ids(
+    name: &str,
+    ids: &[i64],
+    size: usize,
+    key: &str,
+    locate: impl Fn(usize) -> String,
+) -> Result<()> {
     match ids
         .iter()
         .position(|&id| id < 0 || id as u64 >= size as u64)
     {
         None => Ok(()),
         Some(i) => Err(Error::value(format!(
-            "{name}: id {} at [{}, {}] is outside [0, {size}) ({key})",
+            "{name}: id {} at {} is outside [0, {size}) ({key})",
             ids[i],
-            i / seq_len,
-            i % seq_len
+            locate(i)
         ))),
     }
 }

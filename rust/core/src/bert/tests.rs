@@ -1,13 +1,14 @@
 //! BERT on tiny random checkpoints: the weight adaptation (names, prefix,
-//! Q/K/V packing, errors) and the whole forward pass against a naive f64
-//! BERT written straight from the Hugging Face names.
+//! Q/K/V packing, errors), the whole forward pass and the packed sentence
+//! path (every pooling mode, on one and several threads) against a naive
+//! f64 BERT written straight from the Hugging Face names, padded.
 
 use std::collections::HashMap;
 
 use crate::bert::weights::adapt;
-use crate::bert::{BertConfig, BertInput, BertModel};
+use crate::bert::{BertConfig, BertInput, BertModel, Pooling, PoolingMode};
 use crate::nn::{Activation, Tensor, TensorMap};
-use crate::test_util::Rng;
+use crate::test_util::{assert_close, Rng};
 use crate::Error;
 
 fn config(hidden_act: Activation) -> BertConfig {
@@ -257,15 +258,19 @@ fn erf(x: f64) -> f64 {
 
 #[test]
 fn forward_matches_naive_bert_with_and_without_prefix() {
-    let (batch, seq) = (3, 7);
+    let (batch, seq) = (4, 7);
     let mut rng = Rng::new(99);
-    let ids: Vec<i64> = (0..batch * seq)
-        .map(|_| ((rng.uniform(-1.0, 1.0) + 1.0) * 11.0) as i64)
-        .collect();
+    let ids: Vec<i64> = (0..batch * seq).map(|_| rng.below(23) as i64).collect();
     let types: Vec<i64> = (0..batch * seq).map(|i| (i % 3 == 1) as i64).collect();
-    // Row 0 unpadded, row 1 padded after 4 tokens, row 2 after 1.
+    // Row 0 unpadded, row 1 padded after 4 tokens, row 2 after 1, row 3
+    // padded on the left and in the middle (positions stay the column's).
     let padding: Vec<bool> = (0..batch * seq)
-        .map(|i| (i / seq == 1 && i % seq >= 4) || (i / seq == 2 && i % seq >= 1))
+        .map(|i| match (i / seq, i % seq) {
+            (1, t) => t >= 4,
+            (2, t) => t >= 1,
+            (3, t) => t < 2 || t == 4,
+            _ => false,
+        })
         .collect();
     for (act, prefix) in [(Activation::Gelu, ""), (Activation::Relu, "bert.")] {
         let cfg = config(act);
@@ -286,8 +291,10 @@ fn forward_matches_naive_bert_with_and_without_prefix() {
             })
             .unwrap();
         assert_eq!(got.len(), want.len());
+        let e = cfg.hidden_size;
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            // Padded positions are computed too (they attend to the real keys).
+            // Valid positions as Hugging Face; padded ones are zeros.
+            let w = if padding[i / e] { 0.0 } else { *w };
             assert!(
                 (*g as f64 - w).abs() < 1e-4,
                 "{act:?} [{i}]: got {g}, want {w}"
@@ -306,10 +313,247 @@ fn forward_matches_naive_bert_with_and_without_prefix() {
                 seq_len: seq,
             })
             .unwrap();
-        for (g, w) in got.iter().zip(&want) {
-            assert!((*g as f64 - w).abs() < 1e-4);
+        assert_close(&got, &want, 0.0, 1e-4, &format!("{act:?} unpadded"));
+    }
+}
+
+/// Sentence-transformers' pooling of padded states [B, T, E] (f64).
+fn naive_pool(
+    hidden: &[f64],
+    lengths: &[usize],
+    seq: usize,
+    e: usize,
+    modes: &[PoolingMode],
+    normalize: bool,
+) -> Vec<f64> {
+    let mut out = Vec::new();
+    for (b, &len) in lengths.iter().enumerate() {
+        let token = |t: usize, j: usize| hidden[(b * seq + t) * e + j];
+        let mut emb = Vec::new();
+        for mode in modes {
+            for j in 0..e {
+                let sum: f64 = (0..len).map(|t| token(t, j)).sum();
+                emb.push(match mode {
+                    PoolingMode::Cls => token(0, j),
+                    PoolingMode::Max => (0..len).map(|t| token(t, j)).fold(f64::MIN, f64::max),
+                    PoolingMode::Mean => sum / len as f64,
+                    PoolingMode::MeanSqrtLen => sum / (len as f64).sqrt(),
+                });
+            }
+        }
+        let norm = emb.iter().map(|v| v * v).sum::<f64>().sqrt();
+        out.extend(emb.iter().map(|v| if normalize { v / norm } else { *v }));
+    }
+    out
+}
+
+/// Random packed sentences of `lengths`: (ids [N], types [N]) and the same
+/// right-padded to [B, T] with its padding mask.
+struct Sentences {
+    ids: Vec<i64>,
+    types: Vec<i64>,
+    padded_ids: Vec<i64>,
+    padded_types: Vec<i64>,
+    padding: Vec<bool>,
+    seq: usize,
+}
+
+fn sentences(cfg: &BertConfig, lengths: &[usize], seed: u64) -> Sentences {
+    let mut rng = Rng::new(seed);
+    let n: usize = lengths.iter().sum();
+    let ids: Vec<i64> = (0..n).map(|_| rng.below(cfg.vocab_size) as i64).collect();
+    let types: Vec<i64> = (0..n)
+        .map(|_| rng.below(cfg.type_vocab_size) as i64)
+        .collect();
+    let seq = lengths.iter().copied().max().unwrap_or(0);
+    let (mut padded_ids, mut padded_types, mut padding) = (Vec::new(), Vec::new(), Vec::new());
+    let mut at = 0;
+    for &len in lengths {
+        for t in 0..seq {
+            let valid = t < len;
+            padded_ids.push(if valid { ids[at + t] } else { 0 });
+            padded_types.push(if valid { types[at + t] } else { 0 });
+            padding.push(!valid);
+        }
+        at += len;
+    }
+    Sentences {
+        ids,
+        types,
+        padded_ids,
+        padded_types,
+        padding,
+        seq,
+    }
+}
+
+#[test]
+fn encode_pools_packed_sentences_like_the_padded_forward_in_every_mode() {
+    let cfg = config(Activation::Gelu);
+    let tensors = hf_tensors(&cfg, "", 7);
+    let model = BertModel::from_tensors(cfg.clone(), &to_map(&tensors)).unwrap();
+    let e = cfg.hidden_size;
+    let all = [
+        PoolingMode::Cls,
+        PoolingMode::Max,
+        PoolingMode::Mean,
+        PoolingMode::MeanSqrtLen,
+    ];
+    let mode_sets: Vec<Vec<PoolingMode>> = all
+        .iter()
+        .map(|&m| vec![m])
+        .chain([all.to_vec(), vec![PoolingMode::Mean, PoolingMode::Cls]])
+        .collect();
+    // Batch of one (length 1 and longest), mixed lengths, all length 1.
+    for (k, lengths) in [vec![1], vec![9], vec![4, 1, 7, 2, 9], vec![1, 1, 1]]
+        .iter()
+        .enumerate()
+    {
+        let s = sentences(&cfg, lengths, 10 + k as u64);
+        let (b, t) = (lengths.len(), s.seq);
+        let naive = naive_bert(
+            &cfg,
+            &tensors,
+            &s.padded_ids,
+            &s.padded_types,
+            &s.padding,
+            b,
+            t,
+        );
+        let padded: Vec<f64> = model
+            .forward(BertInput {
+                input_ids: &s.padded_ids,
+                token_type_ids: Some(&s.padded_types),
+                key_padding_mask: Some(&s.padding),
+                batch: b,
+                seq_len: t,
+            })
+            .unwrap()
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let batch = model.sentences(&s.ids, Some(&s.types), lengths).unwrap();
+        assert_eq!((batch.len(), batch.is_empty()), (b, false));
+        for modes in &mode_sets {
+            for normalize in [false, true] {
+                let what = format!("lengths {lengths:?}, {modes:?}, normalize {normalize}");
+                let pooling = Pooling::new(modes.clone(), normalize).unwrap();
+                let got = batch.encode(&pooling);
+                assert_eq!(got.len(), b * pooling.width(e), "{what}");
+                let from_forward = naive_pool(&padded, lengths, t, e, modes, normalize);
+                assert_close(&got, &from_forward, 0.0, 1e-5, &what);
+                let from_naive = naive_pool(&naive, lengths, t, e, modes, normalize);
+                assert_close(&got, &from_naive, 0.0, 1e-4, &what);
+            }
         }
     }
+    // Types default to 0.
+    let s = sentences(&cfg, &[3, 2], 3);
+    let zeros = vec![0i64; s.ids.len()];
+    let mean = Pooling::new(vec![PoolingMode::Mean], false).unwrap();
+    let implicit = model
+        .sentences(&s.ids, None, &[3, 2])
+        .unwrap()
+        .encode(&mean);
+    let explicit = model
+        .sentences(&s.ids, Some(&zeros), &[3, 2])
+        .unwrap()
+        .encode(&mean);
+    assert_eq!(implicit, explicit);
+}
+
+#[test]
+fn encode_splits_sentences_across_threads_without_changing_them() {
+    // Big enough (~25 Mflop) that two threads take a run of sentences each.
+    let cfg = BertConfig {
+        vocab_size: 50,
+        hidden_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 128,
+        hidden_act: Activation::Gelu,
+        max_position_embeddings: 64,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+    };
+    let tensors = hf_tensors(&cfg, "", 8);
+    let model = BertModel::from_tensors(cfg.clone(), &to_map(&tensors)).unwrap();
+    let lengths = [40, 3, 17, 33, 1, 25, 60, 9];
+    let s = sentences(&cfg, &lengths, 4);
+    let (b, t) = (lengths.len(), s.seq);
+    let modes = [PoolingMode::Mean, PoolingMode::Max];
+    let pooling = Pooling::new(modes.to_vec(), true).unwrap();
+    let naive = naive_bert(
+        &cfg,
+        &tensors,
+        &s.padded_ids,
+        &s.padded_types,
+        &s.padding,
+        b,
+        t,
+    );
+    let want = naive_pool(&naive, &lengths, t, cfg.hidden_size, &modes, true);
+    let mut outputs = Vec::new();
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let got = pool.install(|| {
+            let batch = model.sentences(&s.ids, Some(&s.types), &lengths).unwrap();
+            batch.encode(&pooling)
+        });
+        assert_close(&got, &want, 0.0, 1e-4, &format!("{threads} threads"));
+        outputs.push(got);
+    }
+    let one: Vec<f64> = outputs[0].iter().map(|&v| v as f64).collect();
+    for (got, threads) in outputs.iter().zip([1, 2, 3]) {
+        assert_close(got, &one, 0.0, 1e-6, &format!("{threads} threads vs 1"));
+    }
+}
+
+#[test]
+fn bad_sentences_are_value_errors_naming_the_argument() {
+    let cfg = config(Activation::Gelu);
+    let model = BertModel::from_tensors(cfg.clone(), &to_map(&hf_tensors(&cfg, "", 3))).unwrap();
+    let ids = [1i64, 2, 3, 4, 5];
+    let err = |ids: &[i64], types: Option<&[i64]>, lengths: &[usize]| match model
+        .sentences(ids, types, lengths)
+    {
+        Err(Error::Value(m)) => m,
+        other => panic!("expected a value error, got {other:?}"),
+    };
+    let m = err(&ids, None, &[2, 2]);
+    assert!(
+        m.contains("lengths") && m.contains("4") && m.contains("5"),
+        "{m}"
+    );
+    let m = err(&ids, None, &[5, 0]);
+    assert!(m.contains("lengths") && m.contains("sentence 1"), "{m}");
+    let long = [1i64; 10];
+    let m = err(&long, None, &[10]);
+    assert!(
+        m.contains("lengths") && m.contains("max_position_embeddings"),
+        "{m}"
+    );
+    let m = err(&[1, 2, 23, 4, 5], None, &[2, 3]);
+    assert!(
+        m.contains("input_ids") && m.contains("23") && m.contains("[2]"),
+        "{m}"
+    );
+    let m = err(&[1, 2, -1, 4, 5], None, &[5]);
+    assert!(m.contains("input_ids") && m.contains("-1"), "{m}");
+    let m = err(&ids, Some(&[0, 0, 0, 2, 0]), &[5]);
+    assert!(
+        m.contains("token_type_ids") && m.contains("type_vocab_size"),
+        "{m}"
+    );
+    let m = err(&ids, Some(&[0, 0]), &[5]);
+    assert!(m.contains("token_type_ids"), "{m}");
+    let empty = model.sentences(&[], None, &[]).unwrap();
+    assert!(empty.is_empty());
+    let mean = Pooling::new(vec![PoolingMode::Mean], true).unwrap();
+    assert!(empty.encode(&mean).is_empty());
 }
 
 #[test]

@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use crate::model::TransformerConfig;
-use crate::nn::attention::{AttnScratch, AttnShape, Layout, Masks, MultiHeadAttention};
+use crate::nn::attention::{AttnScratch, Layout, MultiHeadAttention};
 use crate::nn::feed_forward::FeedForward;
 use crate::nn::layer_norm::LayerNorm;
 use crate::nn::packed::{PackedBatch, Sequences};
@@ -69,38 +69,6 @@ impl EncoderLayer {
             norm2,
             norm_first,
         }
-    }
-
-    /// x [B·S, E] → [B·S, E]; `key_padding_mask` [B, S], true = padding.
-    /// Padded positions are computed too (their queries attend to the valid
-    /// keys), as PyTorch's and Hugging Face's layers do; for no work on
-    /// padding, pack the batch and use [`EncoderLayer::forward_packed`].
-    pub fn forward(
-        &self,
-        x: Vec<f32>,
-        batch: usize,
-        src_len: usize,
-        key_padding_mask: Option<&[bool]>,
-    ) -> Result<Vec<f32>> {
-        let shape = AttnShape {
-            batch,
-            query_len: src_len,
-            key_len: src_len,
-        };
-        let masks = Masks {
-            key_padding_mask,
-            ..Default::default()
-        };
-        let sa = |h: &[f32]| self.self_attn.forward(h, h, h, shape, &masks);
-        Ok(if self.norm_first {
-            let a = sa(&self.norm1.forward(&x))?;
-            let x = add(x, &a);
-            let f = self.ff.forward(&self.norm2.forward(&x));
-            add(x, &f)
-        } else {
-            let x = self.norm1.forward(&add(sa(&x)?, &x));
-            self.norm2.forward(&add(self.ff.forward(&x), &x))
-        })
     }
 
     /// x [N, E] ← layer(x) for the sequences packed in `seqs` (N =
@@ -177,50 +145,7 @@ impl Encoder {
     /// x [N, E] ← memory for the embedded sequences x [N, E] packed in
     /// `seqs`; runs of sequences in parallel (see the module doc).
     pub fn forward_packed(&self, x: &mut [f32], seqs: &Sequences) {
-        let e = self.norm.params().0.len();
-        let threads = rayon::current_num_threads();
-        if threads == 1
-            || seqs.batch() < 2
-            || self.flops_per_token(e) * seqs.tokens() < MIN_SPLIT_FLOPS
-        {
-            return self.forward_run(x, seqs);
-        }
-        // A token's layer work, in units of one attention (query, key) pair.
-        let per_token = self.flops_per_token(e) / (4 * e * self.layers.len().max(1));
-        let mut runs = Vec::with_capacity(threads);
-        let mut rest = x;
-        let mut at = 0;
-        for (rows, run) in seqs.split(threads, per_token) {
-            let (_, tail) = rest.split_at_mut(rows.start - at);
-            let (mine, tail) = tail.split_at_mut(rows.len() * e);
-            runs.push((mine, run));
-            (rest, at) = (tail, rows.end);
-        }
-        runs.into_par_iter()
-            .for_each(|(x, run)| self.forward_run(x, &run));
-    }
-
-    /// x [N, E] ← memory of the sequences `seqs`, on the calling thread
-    /// (its GEMMs may still split).
-    fn forward_run(&self, x: &mut [f32], seqs: &Sequences) {
-        let mut scratch = EncoderScratch::default();
-        for layer in &self.layers {
-            layer.forward_packed(x, seqs, &mut scratch);
-        }
-        let normed = &mut scratch.normed;
-        normed.resize(x.len(), 0.0);
-        normed.copy_from_slice(x);
-        self.norm.forward_into(normed, x);
-    }
-
-    /// Multiply-adds ×2 of the layers' linear maps per token: QKV, out,
-    /// and the two feed-forward projections.
-    fn flops_per_token(&self, e: usize) -> usize {
-        let f = self
-            .layers
-            .first()
-            .map_or(0, |l| l.ff.linears().0.out_features());
-        2 * self.layers.len() * (4 * e * e + 2 * e * f)
+        forward_packed_layers(&self.layers, Some(&self.norm), x, seqs);
     }
 
     /// The layers.
@@ -232,6 +157,69 @@ impl Encoder {
     pub fn norm(&self) -> &LayerNorm {
         &self.norm
     }
+}
+
+/// x [N, E] ← `final_norm`(the `layers` in turn (x)) for the sequences
+/// packed in `seqs` (N = `seqs.tokens()`): the stack of [`Encoder`], and
+/// of encoders without a final norm (BERT). With several threads and
+/// enough work, runs of sequences go to different threads (module doc).
+pub(crate) fn forward_packed_layers(
+    layers: &[EncoderLayer],
+    final_norm: Option<&LayerNorm>,
+    x: &mut [f32],
+    seqs: &Sequences,
+) {
+    if seqs.tokens() == 0 {
+        return;
+    }
+    let e = x.len() / seqs.tokens();
+    let flops_per_token = flops_per_token(layers, e);
+    let threads = rayon::current_num_threads();
+    let run = |x: &mut [f32], seqs: &Sequences| forward_run(layers, final_norm, x, seqs);
+    if threads == 1 || seqs.batch() < 2 || flops_per_token * seqs.tokens() < MIN_SPLIT_FLOPS {
+        return run(x, seqs);
+    }
+    // A token's layer work, in units of one attention (query, key) pair.
+    let per_token = flops_per_token / (4 * e * layers.len().max(1));
+    let mut runs = Vec::with_capacity(threads);
+    let mut rest = x;
+    let mut at = 0;
+    for (rows, seqs) in seqs.split(threads, per_token) {
+        let (_, tail) = rest.split_at_mut(rows.start - at);
+        let (mine, tail) = tail.split_at_mut(rows.len() * e);
+        runs.push((mine, seqs));
+        (rest, at) = (tail, rows.end);
+    }
+    runs.into_par_iter().for_each(|(x, seqs)| run(x, &seqs));
+}
+
+/// x [N, E] ← `final_norm`(the `layers` in turn (x)) for the sequences
+/// `seqs`, on the calling thread (its GEMMs may still split).
+fn forward_run(
+    layers: &[EncoderLayer],
+    final_norm: Option<&LayerNorm>,
+    x: &mut [f32],
+    seqs: &Sequences,
+) {
+    let mut scratch = EncoderScratch::default();
+    for layer in layers {
+        layer.forward_packed(x, seqs, &mut scratch);
+    }
+    if let Some(norm) = final_norm {
+        let normed = &mut scratch.normed;
+        normed.resize(x.len(), 0.0);
+        normed.copy_from_slice(x);
+        norm.forward_into(normed, x);
+    }
+}
+
+/// Multiply-adds ×2 of the layers' linear maps per token of width E: QKV,
+/// out, and the two feed-forward projections.
+fn flops_per_token(layers: &[EncoderLayer], e: usize) -> usize {
+    let f = layers
+        .first()
+        .map_or(0, |l| l.ff.linears().0.out_features());
+    2 * layers.len() * (4 * e * e + 2 * e * f)
 }
 
 /// Below this many flops an encoder pass stays in one run: splitting it

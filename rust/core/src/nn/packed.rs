@@ -117,6 +117,12 @@ impl PackedBatch {
         self.seqs.tokens() == self.seqs.batch() * self.len
     }
 
+    /// [N]: the padded row b·S + s that each packed row comes from.
+    pub fn padded_rows(&self) -> impl Iterator<Item = usize> + '_ {
+        let dense = self.is_dense();
+        (0..self.seqs.tokens()).map(move |i| if dense { i } else { self.rows[i] })
+    }
+
     /// x [N, E] packed from `padded` [B·S, E] (moved, not copied, when dense).
     pub fn gather(&self, padded: Vec<f32>, width: usize) -> Vec<f32> {
         if self.is_dense() {
@@ -156,6 +162,7 @@ mod tests {
         assert_eq!([s.seq(0), s.seq(1), s.seq(2)], [0..2, 2..2, 2..5]);
         assert_eq!(s.attention_pairs(), 4 + 9);
         let padded: Vec<f32> = (0..18).map(|i| i as f32).collect();
+        assert_eq!(p.padded_rows().collect::<Vec<_>>(), [0, 2, 6, 7, 8]);
         let packed = p.gather(padded.clone(), 2);
         assert_eq!(packed, [0., 1., 4., 5., 12., 13., 14., 15., 16., 17.]);
         let back = p.scatter(packed, 2);
@@ -191,6 +198,7 @@ mod tests {
             let p = PackedBatch::new(2, 3, mask);
             assert!(p.is_dense());
             assert_eq!((p.seqs().tokens(), p.seqs().seq(1)), (6, 3..6));
+            assert!(p.padded_rows().eq(0..6));
             let x = vec![1.0; 12];
             let ptr = x.as_ptr();
             let y = p.scatter(p.gather(x, 2), 2);

@@ -63,6 +63,20 @@ def test_padding_does_not_change_real_positions(minilm):
     np.testing.assert_array_equal(as_bool, out)
 
 
+def test_only_valid_positions_are_computed_and_padding_is_zero(minilm):
+    """Padding anywhere in a row (left, middle, right): valid positions keep
+    their column as position id and equal the reference; padded ones are 0."""
+    oracle = ref_bert.BertModel.load(minilm_dir())
+    ids = np.array([[0, 0, 101, 7592, 2088, 102], [101, 2023, 999, 2003, 1037, 102]])
+    mask = np.array([[0, 0, 1, 1, 1, 1], [1, 1, 0, 1, 1, 1]])
+    out = minilm.forward(ids, mask)
+    want = oracle.forward(ids, mask, np.zeros_like(ids))
+    real = mask.astype(bool)
+    np.testing.assert_allclose(out[real], want[real], rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(out[~real], 0)
+    assert np.abs(out[real]).max() > 0.1
+
+
 def test_defaults_are_all_visible_and_type_zero(minilm):
     ids = minilm_fixture()["input_ids"][:2]
     base = minilm.forward(ids)
@@ -229,8 +243,40 @@ def test_constructor_is_not_public():
         tr.BertModel(object())
 
 
-def test_fully_masked_row_is_finite(minilm):
-    """No key visible: zero attention output (documented in README Limits), never NaN."""
-    ids = np.array([[101, 7592, 102]])
-    out = minilm.forward(ids, attention_mask=np.zeros_like(ids))
-    assert np.isfinite(out).all()
+def test_fully_masked_row_is_zeros(minilm):
+    """No valid position: nothing to compute, every position is padding (0)."""
+    ids = np.array([[101, 7592, 102], [101, 2023, 102]])
+    mask = np.array([[0, 0, 0], [1, 1, 1]])
+    out = minilm.forward(ids, attention_mask=mask)
+    np.testing.assert_array_equal(out[0], 0)
+    np.testing.assert_array_equal(out[1], minilm.forward(ids[1:])[0])
+
+
+def test_native_sentence_path_checks_its_arguments(minilm):
+    """NativeBertModel.encode (behind SentenceEncoder.encode) checks what it
+    is given before computing, naming the argument."""
+    native = minilm._native
+    ids = np.array([101, 7592, 102, 101, 102], dtype=np.int64)
+    lengths = np.array([3, 2], dtype=np.int64)
+    types = np.zeros(5, dtype=np.int64)
+    out = native.encode(ids, lengths, types, ("cls", "mean"), False)
+    assert out.shape == (2, 768) and out.dtype == np.float32
+    hidden = minilm.forward(np.array([[101, 7592, 102], [101, 102, 0]]), [[1, 1, 1], [1, 1, 0]])
+    np.testing.assert_allclose(out[0, :384], hidden[0, 0], atol=1e-5)
+    np.testing.assert_allclose(out[1, 384:], hidden[1, :2].mean(axis=0), atol=1e-5)
+    long, bad_id = np.ones(513, np.int64), np.array([101, 30522, 102])
+    cases = [
+        (ValueError, "lengths", (ids, np.array([3, 3]), types, ("mean",), True)),
+        (ValueError, "lengths", (ids, np.array([5, 0]), types, ("mean",), True)),
+        (ValueError, "lengths", (ids, np.array([6, -1]), types, ("mean",), True)),
+        (ValueError, "max_position_embeddings", (long, np.array([513]), None, ("mean",), True)),
+        (ValueError, "input_ids", (bad_id, np.array([3]), None, ("mean",), True)),
+        (ValueError, "token_type_ids", (ids, lengths, np.zeros(4, np.int64), ("mean",), True)),
+        (ValueError, "token_type_ids", (ids, lengths, np.full(5, 2, np.int64), ("mean",), True)),
+        (ValueError, "pooling", (ids, lengths, types, ("weightedmean",), True)),
+        (ValueError, "pooling", (ids, lengths, types, (), True)),
+        (TypeError, "input_ids", (ids[::2], np.array([3]), None, ("mean",), True)),
+    ]  # fmt: skip
+    for exc, word, args in cases:
+        with pytest.raises(exc, match=word):
+            native.encode(*args)

@@ -77,6 +77,15 @@ def test_order_is_kept_whatever_the_batching(encoder, own_reference):
     assert_embeddings_close(got, own_reference[[6, 0, 7, 4, 1]])
 
 
+def test_batch_companions_do_not_change_an_embedding(encoder):
+    """Sentences are packed, not padded: each one's embedding is the one it
+    gets alone, whatever else is in its batch."""
+    alone = np.stack([encoder.encode(s) for s in OWN_SENTENCES])
+    for batch_size in (3, 32):
+        got = encoder.encode(OWN_SENTENCES, batch_size=batch_size)
+        np.testing.assert_allclose(got, alone, rtol=0, atol=1e-5)
+
+
 def test_text_normalisation(encoder):
     def one(s):
         return encoder.encode(s)

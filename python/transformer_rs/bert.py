@@ -281,13 +281,15 @@ class SentenceEncoder:
         texts = [t.strip() for t in texts]
         if self._do_lower_case:
             texts = [t.lower() for t in texts]
-        encodings = self._tokenizer.encode_batch(texts)
-        if single:
-            e = encodings[0]
+        if len(texts) == 1:
+            # One sentence: nothing to sort or concatenate, and `encode` runs
+            # on this thread (`encode_batch` would wake tokenizers' own pool).
+            e = self._tokenizer.encode(texts[0])
             ids = np.array(e.ids, dtype=np.int64)
-            types = np.array(e.type_ids, dtype=np.int64)
             lengths = np.array([len(ids)], dtype=np.int64)
-            return self._encode_packed(ids, lengths, types, normalize)[0]
+            out = self._encode_packed(ids, lengths, np.array(e.type_ids, np.int64), normalize)
+            return out[0] if single else out
+        encodings = self._tokenizer.encode_batch(texts)
         lengths = np.fromiter(map(len, (e.ids for e in encodings)), np.int64, len(encodings))
         order = np.argsort(-lengths, kind="stable")  # longest first, like sentence-transformers
         lengths = lengths[order]

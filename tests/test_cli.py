@@ -23,7 +23,11 @@ EXPECTED = {e.source: e.target for e in demo_task.DEMO_INPUTS}
 def run(argv, capsys, stdin=None, monkeypatch=None):
     if stdin is not None:
         monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = cli.main(argv)
+    threads = tr.get_num_threads()
+    try:
+        code = cli.main(argv)
+    finally:
+        tr.set_num_threads(threads)  # `--threads` resizes the pool: no leak into later tests
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Small products skip what they do not need: a row-major B with few rows
-//! of A (M ≤ 64) is read in place instead of packed; M = 1 on a row-major B
+//! of A (M ≤ 64) is not packed whole: read in place, or block by block as
+//! the loops reach it (`driver`); M = 1 on a row-major B
 //! is a GEMV sweeping B's rows (`gemv`); with M ≤ MR the driver uses
 //! one thin, wide tile over the whole K, which makes `gemm_packed` for decoder
 //! steps a GEMV-like stream over the packed panels. Products below
@@ -109,7 +110,7 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: 
                 driver::run(
                     isa,
                     a,
-                    &BSource::Strips { strips, k, n },
+                    &BSource::strips(strips, k, n),
                     beta,
                     c,
                     ldc,
@@ -186,11 +187,7 @@ pub fn gemm_packed_fused_with(
     driver::run(
         isa,
         a,
-        &BSource::Strips {
-            strips: b.strips(),
-            k: b.k(),
-            n: b.n(),
-        },
+        &BSource::strips(b.strips(), b.k(), b.n()),
         beta,
         c,
         ldc,

@@ -127,6 +127,19 @@ def matmul(a, b) -> np.ndarray:
     vector ``[K, 1]``, their added axis removed from the result (1-D @ 1-D
     gives a 0-d array). ``K = 0`` gives zeros.
     """
+    if (
+        type(a) is np.ndarray
+        and type(b) is np.ndarray
+        and a.dtype == np.float32
+        and b.dtype == np.float32
+        and a.ndim >= 2
+        and b.ndim >= 2
+        and a.flags.c_contiguous
+        and b.flags.c_contiguous
+    ):
+        # The common case: the native call checks the shapes and the
+        # broadcasting itself, with the same messages.
+        return _native.matmul(a, b)
     a = _float32(a, "a")
     b = _float32(b, "b")
     for name, arr in (("a", a), ("b", b)):

@@ -15,7 +15,7 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -26,7 +26,9 @@ use rayon::prelude::*;
 /// and returns as soon as every index is done. A panic in `body` is
 /// re-raised on the calling thread after all running indices finish.
 pub fn for_each_index<F: Fn(usize) + Sync>(n: usize, body: F) {
-    if n <= 1 {
+    if n <= 1 || n > u32::MAX as usize {
+        // (Beyond u32 indices `Shared` cannot count claims; no caller has
+        // that many work items.)
         (0..n).for_each(body);
         return;
     }
@@ -42,7 +44,7 @@ pub fn for_each_index<F: Fn(usize) + Sync>(n: usize, body: F) {
         return;
     }
     let shared = Arc::new(Shared {
-        next: AtomicUsize::new(0),
+        claimed: AtomicU64::new(0),
         gate: AtomicUsize::new(0),
         panic: Mutex::new(None),
         n,
@@ -64,7 +66,7 @@ pub fn for_each_index<F: Fn(usize) + Sync>(n: usize, body: F) {
         // Closes the gate and waits for helpers inside, also if `body`
         // panics here: they may be using `body` and the caller's data.
         let _close = CloseOnDrop(&shared);
-        shared.work(&body);
+        shared.work(&body, false);
     }
     let panic = shared
         .panic
@@ -167,8 +169,14 @@ fn linger() {
 /// What the caller and its helpers share; outlives the call (helpers that
 /// start late still hold it).
 struct Shared {
-    /// The next index to claim; ≥ n once all are claimed.
-    next: AtomicUsize,
+    /// Indices claimed from the front (low 32 bits: the caller takes 0, 1,
+    /// ...) and from the back (high 32 bits: helpers take n-1, n-2, ...);
+    /// all are claimed once the two counts add up to n. With the same
+    /// threads present, each call gives the caller the same first indices
+    /// and the helper the same last ones, so a product repeated over the
+    /// same operand (a weight) finds each thread's share still in its own
+    /// core's cache.
+    claimed: AtomicU64,
     /// [`CLOSED`] once the caller stops waiting for newcomers, plus the
     /// number of helpers currently allowed to run `body`.
     gate: AtomicUsize,
@@ -180,15 +188,29 @@ struct Shared {
 const CLOSED: usize = 1 << (usize::BITS - 1);
 
 impl Shared {
-    /// Claims and runs indices until none are left.
-    fn work(&self, body: &dyn Fn(usize)) {
-        loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            if i >= self.n {
-                return;
-            }
-            body(i);
+    /// Claims and runs indices until none are left: the caller from the
+    /// front, helpers from the back.
+    fn work(&self, body: &dyn Fn(usize), from_back: bool) {
+        let n = self.n as u64;
+        let step = if from_back { 1 << 32 } else { 1 };
+        while let Ok(seen) = self
+            .claimed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                ((c & 0xffff_ffff) + (c >> 32) < n).then_some(c + step)
+            })
+        {
+            let i = if from_back {
+                n - 1 - (seen >> 32)
+            } else {
+                seen & 0xffff_ffff
+            };
+            body(i as usize);
         }
+    }
+
+    /// Marks every index claimed (after a panic: nobody starts another).
+    fn claim_all(&self) {
+        self.claimed.store(self.n as u64, Ordering::Relaxed);
     }
 
     /// A helper's job: enter unless the caller has already closed the gate
@@ -212,9 +234,11 @@ impl Shared {
         // SAFETY: the gate was open when we entered, so the caller is (or
         // will be) blocked in `CloseOnDrop::drop` until we leave it below:
         // the body and everything it borrows are alive until then.
-        let run = catch_unwind(AssertUnwindSafe(|| self.work(&|i| unsafe { job.call(i) })));
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            self.work(&|i| unsafe { job.call(i) }, true)
+        }));
         if let Err(payload) = run {
-            self.next.store(self.n, Ordering::Relaxed);
+            self.claim_all();
             let mut slot = self.panic.lock().unwrap_or_else(|e| e.into_inner());
             slot.get_or_insert(payload);
         }
@@ -230,7 +254,7 @@ impl Drop for CloseOnDrop<'_> {
     fn drop(&mut self) {
         let shared = self.0;
         if std::thread::panicking() {
-            shared.next.store(shared.n, Ordering::Relaxed);
+            shared.claim_all();
         }
         shared.gate.fetch_or(CLOSED, Ordering::AcqRel);
         // Helpers inside are finishing one index each: a short wait.

@@ -50,13 +50,17 @@ pub(super) enum Scratch {
     ABlock = 0,
     /// B packed for one `gemm` call.
     PackedB = 1,
+    /// The partial sums of one threaded GEMV.
+    GemvPartials = 2,
+    /// The block of a row-major B one work item is at (see `driver`).
+    BBlock = 3,
 }
 
 /// Scratch buffers larger than this are freed after use rather than kept.
 const MAX_KEPT: usize = 16 << 20;
 
 thread_local! {
-    static SCRATCH: [std::cell::Cell<Option<AlignedBuf>>; 2] = const { [std::cell::Cell::new(None), std::cell::Cell::new(None)] };
+    static SCRATCH: [std::cell::Cell<Option<AlignedBuf>>; 4] = const { [const { std::cell::Cell::new(None) }; 4] };
 }
 
 /// Runs `f` on `len` f32s of this thread's `kind` scratch buffer (contents

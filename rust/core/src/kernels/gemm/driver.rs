@@ -9,33 +9,46 @@
 //! loop 1  ir: MR rows = one A micro-panel -> micro-kernel tile MR×NR
 //! ```
 //!
-//! B is never packed here: it comes packed whole (by `pack_b`, or a
-//! [`PackedB`](super::PackedB)) or is a row-major matrix read in place
-//! ([`BSource::Direct`], for few rows of A).
+//! B comes packed whole (by `pack_b`, or a [`PackedB`](super::PackedB)) or
+//! is a row-major matrix ([`BSource::Direct`], for few rows of A): up to
+//! 2·MR rows read it in place; more pack it one [`BLOCK_KC`] × [`BLOCK_NC`]
+//! block at a time, inside loops 5 and 4, into an L2-sized scratch.
 
 use std::ops::Range;
 
 use super::buffer::{with_scratch, AlignedBuf, Scratch};
 use super::epilogue::Epilogue;
 use super::microkernel::{with_kernel, BPanel, MicroKernel, MAX_TILE};
-use super::pack::{pack_a, pack_b_strip, row_panels, strip_count, STRIP};
+use super::pack::{pack_a, pack_b_block, pack_b_strip, row_panels, strip_count, STRIP};
 use super::{runs_on_calling_thread, MatRef};
 use crate::kernels::dispatch::Isa;
 use crate::parallel;
 
 /// KC when B is read in place: short slices keep the rows of B being read
 /// few (a handful of TLB pages and prefetch streams) while loop 2 sweeps
-/// along them. Measured on AVX-512 (Xeon; M = 4 and 32, K = 512, N = 2048).
+/// along them. Measured on AVX-512 (Xeon; M = 4, K = 512, N = 2048).
 const DIRECT_THIN_KC: usize = 32;
 const DIRECT_KC: usize = 48;
 
+/// The block of a row-major B a work item packs at a time when M ≥ 2·MR:
+/// 512 KiB, in L2 while every row panel of A passes over it. Read in place
+/// instead, a B micro-panel's rows often lie a power-of-two stride apart and
+/// fall into the same few L1 sets, evicting each other between the tiles
+/// that share them. AVX-512, one thread, K = 512, N = 2048: M = 32 72 → 82
+/// GFLOP/s, M = 64 77 → 98; below 2·MR rows (M = 16, or 20×300×700) reading
+/// in place stayed ahead.
+const BLOCK_KC: usize = 256;
+const BLOCK_NC: usize = 512;
+
 /// Where the driver reads B [K×N] from.
 pub(super) enum BSource<'a> {
-    /// B [K×N] as packed strips spanning all of K (see `pack`).
+    /// B [K×N] as packed strips (see `pack`) of `k` rows: all of K, or the
+    /// block of rows origin.1.. and strips origin.0.. a work item packed.
     Strips {
         strips: &'a [f32],
         k: usize,
         n: usize,
+        origin: (usize, usize),
     },
     /// A row-major B read in place; its last, partial strip (N % 16 columns)
     /// is packed into `edge` [K×16] so no read runs past a row.
@@ -43,12 +56,22 @@ pub(super) enum BSource<'a> {
 }
 
 impl<'a> BSource<'a> {
+    /// B [K×N] packed whole, `strip_count(N)` strips of K rows.
+    pub(super) fn strips(strips: &'a [f32], k: usize, n: usize) -> Self {
+        BSource::Strips {
+            strips,
+            k,
+            n,
+            origin: (0, 0),
+        }
+    }
+
     /// B [K×N] with unit column stride (or a single column).
     pub(super) fn direct(b: MatRef<'a>) -> Self {
         let mut edge = AlignedBuf::zeroed(0);
         if !b.cols.is_multiple_of(STRIP) {
             edge = AlignedBuf::zeroed(b.rows * STRIP);
-            pack_b_strip(b, b.cols / STRIP, edge.as_mut_slice());
+            pack_b_strip(b, 0..b.rows, b.cols / STRIP, edge.as_mut_slice());
         }
         BSource::Direct { b, edge }
     }
@@ -63,8 +86,10 @@ impl<'a> BSource<'a> {
     /// The panel starting at strip `js`, shared-dim row `pc`.
     fn panel(&self, js: usize, pc: usize) -> BPanel {
         match self {
-            BSource::Strips { strips, k, .. } => BPanel {
-                ptr: strips[(js * k + pc) * STRIP..].as_ptr(),
+            BSource::Strips {
+                strips, k, origin, ..
+            } => BPanel {
+                ptr: strips[((js - origin.0) * k + pc - origin.1) * STRIP..].as_ptr(),
                 k_stride: STRIP,
                 strip_stride: k * STRIP,
             },
@@ -149,6 +174,8 @@ const ITEMS_PER_THREAD: usize = 4;
 struct Plan {
     kc: usize,
     nc_strips: usize,
+    /// B is row-major and each (NC, KC) block is packed in loop 4.
+    pack_b_blocks: bool,
     /// Strips per tile in loop 2 (a power of two).
     tile_strips: usize,
     /// C [M×N] is cut into `row_blocks` × `col_blocks` items, the columns
@@ -164,13 +191,16 @@ impl Plan {
     fn new<K: MicroKernel>(m: usize, n: usize, k: usize, threads: usize, direct: bool) -> Plan {
         let n_strips = strip_count(n);
         let thin = m <= K::MR;
+        // Packing B block by block pays once two full row panels share it.
+        let pack_b_blocks = direct && m >= 2 * K::MR;
         // Thin products (M ≤ MR) run one wide tile per column block; over a
         // packed B it streams the whole K with the C tile in registers.
         let kc_target = match (direct, thin) {
             (false, true) => k,
             (false, false) => K::KC,
             (true, true) => DIRECT_THIN_KC,
-            (true, false) => DIRECT_KC,
+            (true, false) if !pack_b_blocks => DIRECT_KC,
+            (true, false) => BLOCK_KC,
         };
         // Equal slices: 2 × 150 rather than 256 + 44.
         let kc = k.div_ceil(k.div_ceil(kc_target));
@@ -196,7 +226,12 @@ impl Plan {
         let chunk = n_strips.div_ceil(col_splits).div_ceil(tile_strips) * tile_strips;
         Plan {
             kc,
-            nc_strips: K::NC / STRIP,
+            nc_strips: if pack_b_blocks {
+                BLOCK_NC / STRIP
+            } else {
+                K::NC / STRIP
+            },
+            pack_b_blocks,
             tile_strips,
             m,
             row_blocks,
@@ -322,7 +357,21 @@ fn item_loops<K: MicroKernel>(
             let beta = if pc == 0 { beta } else { 1.0 };
             // The epilogue goes with the slice that completes C.
             let epi = (pc + kc == k && !out.epi.is_empty()).then_some(out.epi);
-            macro_kernel::<K>(&block, plan.tile_strips, b, beta, out, epi, n);
+            match b {
+                BSource::Direct { b, .. } if plan.pack_b_blocks => {
+                    with_scratch(Scratch::BBlock, strips.len() * kc * STRIP, |packed| {
+                        pack_b_block(*b, pc..pc + kc, strips.start, packed);
+                        let block_b = BSource::Strips {
+                            strips: packed,
+                            k: kc,
+                            n,
+                            origin: (strips.start, pc),
+                        };
+                        macro_kernel::<K>(&block, plan.tile_strips, &block_b, beta, out, epi, n);
+                    })
+                }
+                _ => macro_kernel::<K>(&block, plan.tile_strips, b, beta, out, epi, n),
+            }
         }
     }
 }
@@ -442,77 +491,4 @@ fn apply_epilogue(epi: &Epilogue, out: &Out, at: (usize, usize), rows: usize, wi
         let row = unsafe { std::slice::from_raw_parts_mut(out.c.0.add(i * out.ldc + j0), width) };
         epi.apply(out.isa, i, j0, row);
     }
-}
-
-/// Columns of y one GEMV pass covers: y (8 KiB) stays in L1 while the rows
-/// of B stream past.
-const GEMV_COLS: usize = 2048;
-
-/// Fewest columns one thread's GEMV pass takes: below that the pass's fixed
-/// costs (copying y, the loop set-up per row of B) stop being small.
-const GEMV_MIN_COLS: usize = 128;
-
-/// C[1×N] = beta·C + a[1×K]·B[K×N] with B row-major (unit column stride):
-/// GEMV walking B's rows, threaded over column ranges when large (K, N ≥ 1;
-/// shapes checked by the caller, `isa` available).
-pub(super) fn gemv(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
-    with_kernel!(isa, K => gemv_on::<K>(a, b, beta, c))
-}
-
-fn gemv_on<K: MicroKernel>(a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
-    let (k, n) = (a.cols, b.cols);
-    // A's one row, copied only when strided.
-    let a_row: std::borrow::Cow<[f32]> = if a.col_stride == 1 {
-        std::borrow::Cow::Borrowed(&a.data[..k])
-    } else {
-        (0..k).map(|p| a.at(0, p)).collect()
-    };
-    let b_rows = &b.data[..(k - 1) * b.row_stride + n];
-    let y = &mut c[..n];
-    if beta == 0.0 {
-        y.fill(0.0);
-    } else if beta != 1.0 {
-        y.iter_mut().for_each(|v| *v *= beta);
-    }
-    let threads = if runs_on_calling_thread(1, k, n) {
-        1
-    } else {
-        parallel::loop_threads()
-    };
-    let chunk = n
-        .div_ceil(threads * ITEMS_PER_THREAD)
-        .max(GEMV_MIN_COLS)
-        .next_multiple_of(STRIP)
-        .min(GEMV_COLS);
-    let run = |ci: usize, y_chunk: &mut [f32]| {
-        let b_chunk = &b_rows[ci * chunk..];
-        let mut scratch = [0.0f32; GEMV_COLS + ALIAS_PAD];
-        let offset = unaliased_offset(b_chunk.as_ptr(), &scratch);
-        let y_local = &mut scratch[offset..][..y_chunk.len()];
-        y_local.copy_from_slice(y_chunk);
-        // SAFETY: `gemv`, our only caller, is only given available ISAs.
-        unsafe { K::gemv(&a_row, b_chunk, b.row_stride, y_local) }
-        y_chunk.copy_from_slice(y_local);
-    };
-    if threads > 1 {
-        parallel::for_each_chunk_mut(y, chunk, run);
-    } else {
-        y.chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(ci, y)| run(ci, y));
-    }
-}
-
-/// Slack in the GEMV's y buffer for placing it away from B mod 4 KiB.
-const ALIAS_PAD: usize = 1024 + STRIP;
-
-/// Where in `scratch` to put y so that y[j] and B[·, j] never share their
-/// address mod 4 KiB: the core would take each store to y as a possible
-/// write to the next B load at that page offset ("4K aliasing") and stall.
-fn unaliased_offset(b: *const f32, scratch: &[f32]) -> usize {
-    const PAGE: usize = 4096;
-    let want = (b as usize + PAGE / 4) % PAGE;
-    let have = scratch.as_ptr() as usize % PAGE;
-    let bytes = (want + PAGE - have) % PAGE;
-    (bytes / std::mem::size_of::<f32>()) % (ALIAS_PAD - STRIP)
 }

@@ -5,14 +5,16 @@
 //! mat_ref.rs     MatRef, the strided operand view
 //! packed_b.rs    PackedB, B packed once (Linear weights)
 //! pack.rs        packing A row panels and B strips
-//! driver.rs      the five cache-blocking loops (NC, KC, MC, NR, MR), threading, the GEMV
+//! driver.rs      the five cache-blocking loops (NC, KC, MC, NR, MR), threading
+//! gemv.rs        M = 1 on a row-major B: blocks of B's rows, partial sums added in order
 //! microkernel/   per ISA (scalar, avx2, avx512, neon): register-tile kernel + GEMV row sweep
 //! buffer.rs      64-byte aligned storage; per-thread scratch for packed operands
 //! ```
 //!
 //! Small products skip what they do not need: a row-major B with few rows
-//! of A (M ≤ 64) is read in place instead of packed; M = 1 on a row-major B
-//! is a GEMV sweeping B's rows (`driver::gemv`); with M ≤ MR the driver uses
+//! of A (M ≤ 64) is not packed whole: read in place, or block by block as
+//! the loops reach it (`driver`); M = 1 on a row-major B
+//! is a GEMV sweeping B's rows (`gemv`); with M ≤ MR the driver uses
 //! one thin, wide tile over the whole K, which makes `gemm_packed` for decoder
 //! steps a GEMV-like stream over the packed panels. Products below
 //! [`runs_on_calling_thread`]'s threshold never touch the thread pool;
@@ -22,6 +24,7 @@
 mod buffer;
 mod driver;
 mod epilogue;
+mod gemv;
 mod mat_ref;
 mod microkernel;
 mod pack;
@@ -85,7 +88,7 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: 
     }
     let b_row_major = b.col_stride == 1 || b.cols == 1;
     if b_row_major && a.rows == 1 {
-        driver::gemv(isa, a, b, beta, c);
+        gemv::gemv(isa, a, b, beta, c);
     } else if b_row_major && a.rows <= DIRECT_B_MAX_M {
         driver::run(
             isa,
@@ -107,7 +110,7 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: 
                 driver::run(
                     isa,
                     a,
-                    &BSource::Strips { strips, k, n },
+                    &BSource::strips(strips, k, n),
                     beta,
                     c,
                     ldc,
@@ -184,11 +187,7 @@ pub fn gemm_packed_fused_with(
     driver::run(
         isa,
         a,
-        &BSource::Strips {
-            strips: b.strips(),
-            k: b.k(),
-            n: b.n(),
-        },
+        &BSource::strips(b.strips(), b.k(), b.n()),
         beta,
         c,
         ldc,

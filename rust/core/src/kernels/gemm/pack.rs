@@ -51,12 +51,33 @@ pub(super) fn pack_a(
     let mc = rows.len();
     for (r0, height) in row_panels(mc, mr) {
         let panel = &mut out[r0 * kc..(r0 + height) * kc];
+        let first = rows.start + r0;
+        if a.col_stride == 1 {
+            pack_a_row_major(a, first..first + height, p0, kc, panel);
+            continue;
+        }
         for i in 0..height {
-            let row = rows.start + r0 + i;
-            let base = row * a.row_stride + p0 * a.col_stride;
+            let base = (first + i) * a.row_stride + p0 * a.col_stride;
             for p in 0..kc {
                 panel[p * height + i] = a.data[base + p * a.col_stride];
             }
+        }
+    }
+}
+
+/// One row panel of a row-major A: `panel[p·h + i] = A[rows[i], p0 + p]`
+/// (h = rows.len()). Row by row: each row of A is one sequential stream the
+/// prefetchers follow, and the panel (h·kc values) stays in L1 while its
+/// columns fill.
+fn pack_a_row_major(a: MatRef, rows: Range<usize>, p0: usize, kc: usize, panel: &mut [f32]) {
+    let h = rows.len();
+    assert_eq!(panel.len(), h * kc, "pack_a: panel holds {h}x{kc}");
+    for (i, row) in rows.enumerate() {
+        let src = &a.data[row * a.row_stride + p0..][..kc];
+        for (p, &x) in src.iter().enumerate() {
+            // SAFETY: p·h + i < kc·h = panel.len() (asserted above). An
+            // indexed store here kept its bounds check and ran 1.5× slower.
+            unsafe { *panel.get_unchecked_mut(p * h + i) = x };
         }
     }
 }
@@ -77,7 +98,8 @@ pub(super) fn pack_b(b: MatRef, out: &mut [f32], parallel: bool) {
     if group_len == 0 {
         return;
     }
-    let pack_group = |g: usize, strips: &mut [f32]| pack_b_strips(b, g * STRIP_GROUP, strips);
+    let pack_group =
+        |g: usize, strips: &mut [f32]| pack_b_block(b, 0..b.rows, g * STRIP_GROUP, strips);
     if parallel {
         parallel::for_each_chunk_mut(out, group_len, pack_group);
     } else {
@@ -87,31 +109,42 @@ pub(super) fn pack_b(b: MatRef, out: &mut [f32], parallel: bool) {
     }
 }
 
-/// Packs the strips from `first` on into `out` (whole strips of K×16).
-fn pack_b_strips(b: MatRef, first: usize, out: &mut [f32]) {
-    let strip_len = b.rows * STRIP;
+/// Packs rows `rows` of the strips from `first` on into `out`: whole strips
+/// of `rows.len()`×16, as many as `out` holds (the rows of B a KC slice
+/// reads, or all of them).
+pub(super) fn pack_b_block(b: MatRef, rows: Range<usize>, first: usize, out: &mut [f32]) {
+    let strip_len = rows.len() * STRIP;
     if b.col_stride != 1 {
         for (s, strip) in out.chunks_mut(strip_len).enumerate() {
-            pack_b_strip(b, first + s, strip);
+            pack_b_strip(b, rows.clone(), first + s, strip);
         }
         return;
     }
     // Row-major B: walk the rows once, scattering each into the strips.
     let j0 = first * STRIP;
     let width = (out.len() / strip_len * STRIP).min(b.cols - j0);
-    for p in 0..b.rows {
+    for (i, p) in rows.enumerate() {
         let row = &b.data[p * b.row_stride + j0..][..width];
-        for (s, src) in row.chunks(STRIP).enumerate() {
-            let dst = &mut out[s * strip_len + p * STRIP..][..STRIP];
-            dst[..src.len()].copy_from_slice(src);
-            dst[src.len()..].fill(0.0);
+        let mut pieces = row.chunks_exact(STRIP);
+        for (s, src) in pieces.by_ref().enumerate() {
+            // Fixed-size copies: moves of whole vectors, not a memcpy call each.
+            let dst: &mut [f32; STRIP] = (&mut out[s * strip_len + i * STRIP..][..STRIP])
+                .try_into()
+                .expect("a strip row is STRIP long");
+            *dst = src.try_into().expect("a piece is STRIP long");
+        }
+        let tail = pieces.remainder();
+        if !tail.is_empty() {
+            let dst = &mut out[width / STRIP * strip_len + i * STRIP..][..STRIP];
+            dst[..tail.len()].copy_from_slice(tail);
+            dst[tail.len()..].fill(0.0);
         }
     }
 }
 
-/// Packs strip `s` of B (columns 16s..16s+16, all K rows) into `strip`
-/// [K×16], padding columns set to 0.
-pub(super) fn pack_b_strip(b: MatRef, s: usize, strip: &mut [f32]) {
+/// Packs rows `rows` of strip `s` of B (columns 16s..16s+16) into `strip`
+/// [rows.len()×16], padding columns set to 0.
+pub(super) fn pack_b_strip(b: MatRef, rows: Range<usize>, s: usize, strip: &mut [f32]) {
     let j0 = s * STRIP;
     let width = STRIP.min(b.cols - j0);
     if width < STRIP {
@@ -119,7 +152,7 @@ pub(super) fn pack_b_strip(b: MatRef, s: usize, strip: &mut [f32]) {
     }
     if b.col_stride == 1 {
         // Row-major B: each strip row is a contiguous copy.
-        for (p, dst) in strip.chunks_exact_mut(STRIP).enumerate() {
+        for (p, dst) in rows.zip(strip.chunks_exact_mut(STRIP)) {
             let src = p * b.row_stride + j0;
             dst[..width].copy_from_slice(&b.data[src..src + width]);
         }
@@ -128,8 +161,8 @@ pub(super) fn pack_b_strip(b: MatRef, s: usize, strip: &mut [f32]) {
         // contiguously; the strip (K×64 bytes) stays in cache meanwhile.
         for jj in 0..width {
             let col = (j0 + jj) * b.col_stride;
-            for p in 0..b.rows {
-                strip[p * STRIP + jj] = b.data[col + p * b.row_stride];
+            for (i, p) in rows.clone().enumerate() {
+                strip[i * STRIP + jj] = b.data[col + p * b.row_stride];
             }
         }
     }

@@ -133,10 +133,16 @@ fn shapes_around_tile_and_block_edges() {
             }
         }
         // Near KC and strip edges (beta 0), then several row blocks, a
-        // ragged NC block and several K slices (beta 1).
+        // ragged NC block and several K slices (beta 1); GEMVs with a
+        // ragged last block of B's rows and two column pieces; B packed
+        // block by block over several KC slices and NC blocks.
         for (m, k, n, beta) in [
             (1, 255, 127, 0.0),
             (1, 257, 129, 0.0),
+            (1, 130, 40, 1.0),
+            (1, 600, 2100, 0.5),
+            (30, 520, 530, 1.0),
+            (64, 300, 1030, 0.5),
             (6, 256, 200, 0.0),
             (8, 300, 129, 0.0),
             (29, 257, 97, 0.0),

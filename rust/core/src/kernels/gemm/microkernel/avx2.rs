@@ -31,4 +31,5 @@ impl MicroKernel for Avx2 {
     }
 }
 
-generic::isa_entry_points!(F32x8, "avx2,fma");
+// GEMV: 12 accumulators, a broadcast and loads fit the register file.
+generic::isa_entry_points!(F32x8, "avx2,fma", gemv_vectors: 12);

@@ -42,4 +42,5 @@ impl MicroKernel for Avx512 {
     }
 }
 
-generic::isa_entry_points!(F32x16, "avx512f");
+// GEMV: 16 accumulators, a broadcast and loads fit the register file.
+generic::isa_entry_points!(F32x16, "avx512f", gemv_vectors: 16);

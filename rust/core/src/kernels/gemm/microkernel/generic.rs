@@ -20,84 +20,83 @@ const STRIP: usize = 16;
 /// were no better.
 const B_PREFETCH_ROWS: usize = 8;
 
-/// Rows of B one GEMV pass adds into y: eight sequential read streams.
-const GEMV_ROWS: usize = 8;
+/// How many rows of B ahead the GEMV prefetches its columns: the hardware
+/// prefetchers follow one stream per row poorly when the rows are short
+/// pieces of a wider matrix. Measured on AVX-512 at K = N = 512 (B in L2):
+/// 28 → 34 GFLOP/s; 8 rows ahead was no better.
+const GEMV_PREFETCH_ROWS: usize = 4;
 
-/// See [`super::MicroKernel::gemv`]: y[0..n] += Σ_{p<K} a[p] · B[p, 0..n].
+/// See [`super::MicroKernel::gemv`]: y[0..n] += Σ_{p<K} a[p] · B[p, 0..n],
+/// `W` vectors of y at a time held in registers over all K rows, then
+/// single vectors, then the last columns one by one. Each y[j] adds the
+/// rows in order p = 0, 1, ..., K-1, one fused multiply-add each.
 ///
 /// # Safety
 /// `V`'s ISA is available; `b` holds K = `a.len()` rows of `y.len()` f32 at
 /// stride `ldb` (`check_gemv`).
 #[inline(always)]
-pub(super) unsafe fn gemv<V: F32Vec>(a: &[f32], b: &[f32], ldb: usize, y: &mut [f32]) {
-    let mut p = 0;
-    while p + GEMV_ROWS <= a.len() {
-        // SAFETY: rows p..p+GEMV_ROWS < K of B hold y.len() f32 each (checked by the caller).
-        unsafe { gemv_rows::<V, GEMV_ROWS>(&a[p..p + GEMV_ROWS], b[p * ldb..].as_ptr(), ldb, y) };
-        p += GEMV_ROWS;
-    }
-    for (q, &aq) in a.iter().enumerate().skip(p) {
-        // SAFETY: as above for row q.
-        unsafe { gemv_rows::<V, 1>(&[aq], b[q * ldb..].as_ptr(), ldb, y) };
-    }
-}
-
-/// y += Σ_{i<P} a[i] · B[i, ..], B's rows at `b + i·ldb`, each y.len() long.
-///
-/// # Safety
-/// `V`'s ISA is available; `a.len() == P`; B's P rows are readable.
-#[inline(always)]
-unsafe fn gemv_rows<V: F32Vec, const P: usize>(
+pub(super) unsafe fn gemv<V: F32Vec, const W: usize>(
     a: &[f32],
-    b: *const f32,
+    b: &[f32],
     ldb: usize,
     y: &mut [f32],
 ) {
-    let w = V::LANES;
-    let n = y.len();
-    // SAFETY: `V`'s ISA is available (caller).
-    let mut av = [unsafe { V::splat(0.0) }; P];
-    for (v, &ai) in av.iter_mut().zip(a) {
-        // SAFETY: as above.
-        *v = unsafe { V::splat(ai) };
-    }
-    let yp = y.as_mut_ptr();
+    let (w, n) = (V::LANES, y.len());
+    let (bp, yp) = (b.as_ptr(), y.as_mut_ptr());
     let mut j = 0;
-    // Four vectors per step: independent chains for the out-of-order core.
-    while j + 4 * w <= n {
-        for v in 0..4 {
-            // SAFETY: j + 4w <= n, so columns j + v·w..+w are in bounds.
-            unsafe { add_rows_at(&av, b, ldb, yp, j + v * w) };
-        }
-        j += 4 * w;
+    while j + W * w <= n {
+        // SAFETY: columns j..j + W·w < n of y and of B's K rows are in bounds.
+        unsafe { gemv_columns::<V, W>(a, bp.add(j), ldb, yp.add(j)) };
+        j += W * w;
     }
     while j + w <= n {
-        // SAFETY: j + w <= n, as above.
-        unsafe { add_rows_at(&av, b, ldb, yp, j) };
+        // SAFETY: as above for one vector's columns.
+        unsafe { gemv_columns::<V, 1>(a, bp.add(j), ldb, yp.add(j)) };
         j += w;
     }
     for (jj, yj) in y.iter_mut().enumerate().skip(j) {
-        for (i, &ai) in a.iter().enumerate().take(P) {
-            // SAFETY: jj < n, as above.
-            *yj = ai.mul_add(unsafe { *b.add(i * ldb + jj) }, *yj);
+        for (p, &ap) in a.iter().enumerate() {
+            *yj = ap.mul_add(b[p * ldb + jj], *yj);
         }
     }
 }
 
-/// y[col..col+w] += Σ_i av[i] · B[i, col..col+w] for one vector's columns.
+/// y[0..W·LANES] += Σ_p a[p] · B[p, 0..W·LANES], B's row p at `b + p·ldb`,
+/// y's piece in W accumulators throughout.
 ///
 /// # Safety
-/// `V`'s ISA is available; y (at `yp`) and B's rows (at `b + i·ldb`) hold
-/// `col + V::LANES` f32.
+/// `V`'s ISA is available; y and B's `a.len()` rows hold W·LANES f32 at
+/// `y` and `b + p·ldb`.
 #[inline(always)]
-unsafe fn add_rows_at<V: F32Vec>(av: &[V], b: *const f32, ldb: usize, yp: *mut f32, col: usize) {
-    // SAFETY: in bounds and on this ISA by the caller's contract.
+unsafe fn gemv_columns<V: F32Vec, const W: usize>(
+    a: &[f32],
+    b: *const f32,
+    ldb: usize,
+    y: *mut f32,
+) {
+    let w = V::LANES;
+    // SAFETY: in bounds and on this ISA by the caller's contract; a
+    // prefetch never dereferences its address.
     unsafe {
-        let mut acc = V::load(yp.add(col));
-        for (i, &ai) in av.iter().enumerate() {
-            acc = ai.mul_add(V::load(b.add(i * ldb + col)), acc);
+        let mut acc = [V::splat(0.0); W];
+        for (v, acc) in acc.iter_mut().enumerate() {
+            *acc = V::load(y.add(v * w));
         }
-        acc.store(yp.add(col));
+        let mut row = b;
+        for &ap in a {
+            let av = V::splat(ap);
+            let ahead = row.wrapping_add(GEMV_PREFETCH_ROWS * ldb);
+            for (v, acc) in acc.iter_mut().enumerate() {
+                if (v * w) % STRIP == 0 {
+                    V::prefetch(ahead.wrapping_add(v * w));
+                }
+                *acc = av.mul_add(V::load(row.add(v * w)), *acc);
+            }
+            row = row.wrapping_add(ldb);
+        }
+        for (v, acc) in acc.iter().enumerate() {
+            acc.store(y.add(v * w));
+        }
     }
 }
 
@@ -188,8 +187,10 @@ pub(super) unsafe fn tile<V: F32Vec, const R: usize, const S: usize, const Q: us
     }
 }
 
+/// The ISA's `tile` and `gemv` entry points over vector type `$V`, the
+/// GEMV holding `$gemv_vectors` vectors of y in registers.
 macro_rules! isa_entry_points {
-    ($V:ty, $features:literal) => {
+    ($V:ty, $features:literal, gemv_vectors: $gemv_vectors:literal) => {
         /// C[R × 16S] = beta·C + Ã·B̃; see [`MicroKernel::tile`] for the contract.
         // One function per tile shape, as on x86 (where `#[target_feature]`
         // already prevents inlining): NEON is a baseline aarch64 feature, so
@@ -218,7 +219,9 @@ macro_rules! isa_entry_points {
         #[target_feature(enable = $features)]
         unsafe fn gemv(a: &[f32], b: &[f32], ldb: usize, y: &mut [f32]) {
             // SAFETY: the caller guarantees the ISA and (`check_gemv`) the bounds.
-            unsafe { $crate::kernels::gemm::microkernel::generic::gemv::<$V>(a, b, ldb, y) }
+            unsafe {
+                $crate::kernels::gemm::microkernel::generic::gemv::<$V, $gemv_vectors>(a, b, ldb, y)
+            }
         }
     };
 }

@@ -31,4 +31,5 @@ impl MicroKernel for Neon {
     }
 }
 
-generic::isa_entry_points!(F32x4, "neon");
+// GEMV: 16 accumulators, a broadcast and loads fit the register file.
+generic::isa_entry_points!(F32x4, "neon", gemv_vectors: 16);

@@ -162,6 +162,18 @@ def test_pooling_modes_match_reference(tmp_path, name, normalize):
         assert np.abs(np.linalg.norm(got, axis=1) - 1).max() > 1e-2
 
 
+def test_a_sentence_without_tokens_gets_a_zero_embedding(tmp_path):
+    """A tokenizer without [CLS]/[SEP] gives "" no tokens: mean pooling of
+    nothing is 0 in sentence-transformers (and stays 0 when normalized)."""
+    tokenizer = edited_json("tokenizer.json", post_processor=None)
+    tokenizer["post_processor"] = None
+    encoder = tr.SentenceEncoder.load(model_variant(tmp_path, {"tokenizer.json": tokenizer}))
+    got = encoder.encode(["", "hello world", " "])
+    np.testing.assert_array_equal(got[[0, 2]], 0)
+    np.testing.assert_allclose(got[1], encoder.encode("hello world"), atol=1e-6)
+    np.testing.assert_array_equal(encoder.encode(""), 0)
+
+
 def test_do_lower_case_and_missing_sentence_bert_config(tmp_path):
     """Without sentence_bert_config.json, max_seq_length falls back to the
     tokenizer's model_max_length / max_position_embeddings (512)."""

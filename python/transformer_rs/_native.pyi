@@ -120,5 +120,5 @@ class NativeBertModel:
         normalize: bool,
     ) -> F32:
         """Sentence embeddings [B, P·E] of B sentences packed back to back:
-        input_ids, token_type_ids [K]; lengths [B] (each >= 1, summing to K);
+        input_ids, token_type_ids [K]; lengths [B] (token counts summing to K);
         pooling modes from "cls", "max", "mean", "mean_sqrt_len"."""

@@ -266,7 +266,10 @@ class SentenceEncoder:
         batches them; each sentence packed without padding, so no compute goes
         to padding), pooled, and scaled to unit length if
         ``normalize_embeddings`` or the folder has a ``Normalize`` module.
-        An empty string is fine; an empty list is a ``ValueError``.
+        An empty string is fine; an empty list is a ``ValueError``. A sentence
+        the tokenizer turns into no tokens at all (one without [CLS]/[SEP])
+        pools as sentence-transformers pools a row of padding: mean 0, max
+        -1e9, and cls 0.
         """
         single = isinstance(sentences, str)
         texts = _sentence_list([sentences] if single else sentences)

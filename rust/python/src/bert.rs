@@ -75,7 +75,7 @@ impl NativeBertModel {
 
     /// Sentence embeddings [B, P·E] of B sentences packed back to back:
     /// input_ids [N] and token_type_ids [N] (None: all type 0) hold each
-    /// sentence's tokens in turn, lengths [B] their counts (each ≥ 1);
+    /// sentence's tokens in turn, lengths [B] their counts;
     /// pooling names the modes ("cls", "max", "mean", "mean_sqrt_len"),
     /// concatenated in that order; normalize scales each to unit length.
     #[pyo3(signature = (input_ids, lengths, token_type_ids, pooling, normalize))]
@@ -98,7 +98,7 @@ impl NativeBertModel {
             .map(|&len| usize::try_from(len))
             .collect::<Result<Vec<usize>, _>>()
             .map_err(|_| {
-                PyValueError::new_err("lengths: expected counts >= 1, got a negative one")
+                PyValueError::new_err("lengths: expected token counts >= 0, got a negative one")
             })?;
         let modes = pooling
             .iter()

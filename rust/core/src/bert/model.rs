@@ -127,8 +127,9 @@ impl BertModel {
     /// Checks B sentences packed back to back for [`SentenceBatch::encode`]:
     /// `input_ids` [N] and `token_type_ids` [N] (`None`: all type 0) hold the
     /// tokens of every sentence in turn, `lengths` [B] how many are each
-    /// sentence's (each 1 ..= max_position_embeddings, summing to N), every
-    /// id inside its table. Errors are value errors naming the argument.
+    /// sentence's (each at most max_position_embeddings, summing to N; a
+    /// sentence of no tokens pools as [`Pooling::pool`] says), every id
+    /// inside its table. Errors are value errors naming the argument.
     pub fn sentences<'a>(
         &'a self,
         input_ids: &'a [i64],
@@ -137,11 +138,6 @@ impl BertModel {
     ) -> Result<SentenceBatch<'a>> {
         let cfg = &self.config;
         let n = input_ids.len();
-        if let Some(b) = lengths.iter().position(|&len| len == 0) {
-            return Err(Error::value(format!(
-                "lengths: sentence {b} has no tokens (expected at least 1)"
-            )));
-        }
         if let Some(b) = lengths
             .iter()
             .position(|&len| len > cfg.max_position_embeddings)

@@ -64,7 +64,10 @@ impl Pooling {
     }
 
     /// Embeddings [B, P·E] of the sequences packed in `seqs`, from their
-    /// token states x [N, E]. Every sequence must hold at least one token.
+    /// token states x [N, E]. A sequence of no tokens pools as
+    /// sentence-transformers pools a row that is all padding: mean and
+    /// mean_sqrt_len give 0, max gives -1e9 (its fill value for padding);
+    /// cls, which would read a padded position's state there, gives 0.
     pub fn pool(&self, x: &[f32], hidden_size: usize, seqs: &Sequences) -> Vec<f32> {
         let e = hidden_size;
         assert_eq!(x.len(), seqs.tokens() * e, "pool: x must be [N, E]");
@@ -72,7 +75,6 @@ impl Pooling {
         let mut out = vec![0.0f32; seqs.batch() * width];
         for (b, emb) in out.chunks_exact_mut(width.max(1)).enumerate() {
             let rows = seqs.seq(b);
-            assert!(!rows.is_empty(), "pool: sequence {b} has no tokens");
             let states = &x[rows.start * e..rows.end * e];
             for (mode, dst) in self.modes.iter().zip(emb.chunks_exact_mut(e.max(1))) {
                 pool_one(*mode, states, dst);
@@ -85,10 +87,21 @@ impl Pooling {
     }
 }
 
-/// dst [E] ← `mode` over states [L, E], L ≥ 1.
+/// Sentence-transformers' value for padding before it takes the max.
+const MAX_POOL_PADDING: f32 = -1e9;
+
+/// dst [E] ← `mode` over states [L, E] (L = 0: see [`Pooling::pool`]).
 fn pool_one(mode: PoolingMode, states: &[f32], dst: &mut [f32]) {
     let e = dst.len();
     let len = states.len() / e.max(1);
+    if len == 0 {
+        dst.fill(if mode == PoolingMode::Max {
+            MAX_POOL_PADDING
+        } else {
+            0.0
+        });
+        return;
+    }
     dst.copy_from_slice(&states[..e]);
     let rest = states[e..].chunks_exact(e.max(1));
     match mode {
@@ -107,7 +120,7 @@ fn pool_one(mode: PoolingMode, states: &[f32], dst: &mut [f32]) {
                 }
             }
             // Sentence-transformers divides by the token count (or its
-            // square root), clamped at 1e-9: here always ≥ 1.
+            // square root), clamped at 1e-9: here ≥ 1.
             let count = len as f32;
             let divisor = match mode {
                 PoolingMode::Mean => count,
@@ -157,6 +170,23 @@ mod tests {
             both.pool(&x, 2, &seqs),
             [1.0, -2.0, 1.0, -2.0, 7.0, 8.0, 3.0, 4.0]
         );
+    }
+
+    #[test]
+    fn a_sequence_of_no_tokens_pools_like_an_all_padding_row() {
+        let x = [1.0, 2.0];
+        let seqs = Sequences::from_lengths([0, 1, 0]);
+        let all = vec![
+            PoolingMode::Cls,
+            PoolingMode::Max,
+            PoolingMode::Mean,
+            PoolingMode::MeanSqrtLen,
+        ];
+        let got = Pooling::new(all, false).unwrap().pool(&x, 2, &seqs);
+        let empty = [0.0, 0.0, -1e9, -1e9, 0.0, 0.0, 0.0, 0.0];
+        assert_eq!(got[..8], empty);
+        assert_eq!(got[8..16], [1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+        assert_eq!(got[16..], empty);
     }
 
     #[test]

@@ -282,7 +282,7 @@ fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, out: &Out) {
                 for pc in (0..k).step_by(plan.kc) {
                     let kc = plan.kc.min(k - pc);
                     let slice = &mut block[rows.len() * pc..rows.len() * (pc + kc)];
-                    pack_a(a, rows.clone(), K::MR, pc, kc, slice);
+                    pack_a::<K>(a, rows.clone(), pc, kc, slice);
                 }
             }
             let a_all: &[f32] = a_all;
@@ -342,7 +342,7 @@ fn item_loops<K: MicroKernel>(
             let a_block: &[f32] = match &mut panels {
                 APanels::Pack(scratch) => {
                     let a_block = &mut scratch[..height * kc];
-                    pack_a(a, item.rows.clone(), K::MR, pc, kc, a_block);
+                    pack_a::<K>(a, item.rows.clone(), pc, kc, a_block);
                     a_block
                 }
                 APanels::Packed(all) => &all[height * pc..height * (pc + kc)],

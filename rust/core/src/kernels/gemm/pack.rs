@@ -14,6 +14,7 @@ use std::ops::Range;
 
 use crate::parallel;
 
+use super::microkernel::MicroKernel;
 use super::MatRef;
 
 /// Columns per B strip: one AVX-512 vector, two AVX2 vectors, four NEON vectors.
@@ -38,22 +39,24 @@ pub(super) fn row_panels(rows: usize, mr: usize) -> impl Iterator<Item = (usize,
     })
 }
 
-/// Packs A[rows, p0..p0+kc] into `out` as the row panels of [`row_panels`];
-/// the panel starting at block row `r0` begins at `out[r0 * kc]`.
-pub(super) fn pack_a(
+/// Packs A[rows, p0..p0+kc] into `out` as the row panels of [`row_panels`]
+/// (panels of at most K::MR rows); the panel starting at block row `r0`
+/// begins at `out[r0 * kc]`.
+pub(super) fn pack_a<K: MicroKernel>(
     a: MatRef,
     rows: Range<usize>,
-    mr: usize,
     p0: usize,
     kc: usize,
     out: &mut [f32],
 ) {
     let mc = rows.len();
-    for (r0, height) in row_panels(mc, mr) {
+    for (r0, height) in row_panels(mc, K::MR) {
         let panel = &mut out[r0 * kc..(r0 + height) * kc];
         let first = rows.start + r0;
         if a.col_stride == 1 {
-            pack_a_row_major(a, first..first + height, p0, kc, panel);
+            let src = &a.data[first * a.row_stride + p0..];
+            // SAFETY: the driver only runs kernels of available ISAs.
+            unsafe { K::pack_a_rows(src, a.row_stride, height, panel) };
             continue;
         }
         for i in 0..height {
@@ -65,19 +68,18 @@ pub(super) fn pack_a(
     }
 }
 
-/// One row panel of a row-major A: `panel[p·h + i] = A[rows[i], p0 + p]`
-/// (h = rows.len()). Row by row: each row of A is one sequential stream the
-/// prefetchers follow, and the panel (h·kc values) stays in L1 while its
-/// columns fill.
-fn pack_a_row_major(a: MatRef, rows: Range<usize>, p0: usize, kc: usize, panel: &mut [f32]) {
-    let h = rows.len();
-    assert_eq!(panel.len(), h * kc, "pack_a: panel holds {h}x{kc}");
-    for (i, row) in rows.enumerate() {
-        let src = &a.data[row * a.row_stride + p0..][..kc];
+/// [`MicroKernel::pack_a_rows`] one value at a time: row by row, each row of
+/// A one sequential stream the prefetchers follow, the panel (h·kc values)
+/// in L1 while its columns fill.
+pub(super) fn pack_a_rows(a: &[f32], lda: usize, rows: usize, panel: &mut [f32]) {
+    let kc = panel.len() / rows;
+    assert_eq!(panel.len(), rows * kc, "pack_a: panel holds {rows} rows");
+    for i in 0..rows {
+        let src = &a[i * lda..][..kc];
         for (p, &x) in src.iter().enumerate() {
-            // SAFETY: p·h + i < kc·h = panel.len() (asserted above). An
+            // SAFETY: p·rows + i < kc·rows = panel.len() (asserted above). An
             // indexed store here kept its bounds check and ran 1.5× slower.
-            unsafe { *panel.get_unchecked_mut(p * h + i) = x };
+            unsafe { *panel.get_unchecked_mut(p * rows + i) = x };
         }
     }
 }

@@ -462,3 +462,25 @@ fn fused_epilogue_checks_its_shapes() {
         epi,
     );
 }
+
+#[test]
+fn pack_a_rows_equals_one_value_at_a_time() {
+    use super::microkernel::{with_kernel, MicroKernel};
+    let mut rng = Rng::new(23);
+    for isa in dispatch::available() {
+        // Heights around the 8-row groups (one, several, overlapping last
+        // group), widths around the 8-column blocks, a row stride past kc.
+        for rows in 1..=16 {
+            for kc in [1, 7, 8, 9, 17, 64] {
+                let lda = kc + 3;
+                let a = rng.vec((rows - 1) * lda + kc, -1.0, 1.0);
+                let mut want = vec![f32::NAN; rows * kc];
+                pack::pack_a_rows(&a, lda, rows, &mut want);
+                let mut got = vec![f32::NAN; rows * kc];
+                // SAFETY: `available()` lists only ISAs this CPU runs.
+                with_kernel!(isa, K => unsafe { K::pack_a_rows(&a, lda, rows, &mut got) });
+                assert_eq!(got, want, "{} rows={rows} kc={kc}", isa.name());
+            }
+        }
+    }
+}

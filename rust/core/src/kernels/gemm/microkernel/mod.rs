@@ -79,6 +79,16 @@ pub(super) trait MicroKernel {
     /// # Safety
     /// The CPU runs this kernel's ISA. (Slice bounds are checked.)
     unsafe fn gemv(a: &[f32], b: &[f32], ldb: usize, y: &mut [f32]);
+
+    /// Packs one row panel of a row-major A: `panel[p·h + i] = a[i·lda + p]`
+    /// for the h = `rows` (≤ MR) rows starting at `a[0]`, p < kc =
+    /// `panel.len() / rows`. The default moves one value at a time.
+    ///
+    /// # Safety
+    /// The CPU runs this kernel's ISA. (Slice bounds are checked.)
+    unsafe fn pack_a_rows(a: &[f32], lda: usize, rows: usize, panel: &mut [f32]) {
+        super::pack::pack_a_rows(a, lda, rows, panel)
+    }
 }
 
 /// Panics unless `b` holds K = `a.len()` rows of `n` columns at stride `ldb`.

@@ -20,6 +20,7 @@ OURS = "transformer_rs"
 # OpenBLAS / OpenMP / ORT workers to stop spinning; also the window in which the
 # CPU time burnt by threads left running after a call is measured.
 PAUSE_SECONDS = 0.2
+WARMUP_SECONDS = 0.05
 # Blocks of calls each engine's timed calls are split into (see time_engines).
 ROUNDS = 2
 
@@ -67,8 +68,16 @@ class Row:
 
 
 def timed_calls(call: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
-    """(wall seconds of each of `repeats` calls after one warm-up call, last result)."""
+    """(wall seconds of each of `repeats` calls after warm-up, last result).
+
+    Warm-up is one call, repeated for at least WARMUP_SECONDS: a core that
+    idled through the pause before the block runs at a low clock for its
+    first milliseconds, which would otherwise be all a microsecond-long
+    product's timed calls see."""
+    start = time.perf_counter()
     result = call()
+    while time.perf_counter() - start < WARMUP_SECONDS:
+        result = call()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -484,3 +484,27 @@ fn pack_a_rows_equals_one_value_at_a_time() {
         }
     }
 }
+
+#[test]
+fn gemv_at_every_offset_in_a_cache_line() {
+    // B's rows start at the same offset in their cache lines (ldb a multiple
+    // of 16), at every offset: the GEMV then starts its vectors at the line
+    // boundary and sums the columns before it, and the ragged end, apart.
+    let mut rng = Rng::new(31);
+    for isa in dispatch::available() {
+        for (k, n, ldb) in [(7, 32, 32), (130, 100, 112), (64, 512, 512), (9, 47, 64)] {
+            let data = rng.vec(16 + k * ldb, -1.0, 1.0);
+            let ad = rng.vec(k, -1.0, 1.0);
+            let a = MatRef::row_major(&ad, 1, k);
+            for offset in 0..16 {
+                let b = MatRef::new(&data[offset..], k, n, ldb, 1);
+                let c0 = rng.vec(n, -1.0, 1.0);
+                let (want, bound) = reference(a, b, 0.5, &c0, n);
+                let mut c = c0.clone();
+                gemm_with(isa, a, b, 0.5, &mut c, n);
+                let what = format!("{} k={k} n={n} offset={offset}", isa.name());
+                assert_close(&c, &want, &bound, &what);
+            }
+        }
+    }
+}

@@ -206,6 +206,7 @@ mod fork_handlers {
 
     extern "C" fn child() {
         FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
+        super::work_sharing::forget_lingering();
         release();
     }
 }

@@ -51,10 +51,14 @@ pub fn for_each_index<F: Fn(usize) + Sync>(n: usize, body: F) {
     });
     let job = ErasedBody::new(&body);
     // Workers still lingering after the previous call join through the
-    // offer at once; the jobs below wake sleeping ones (a job that finds
-    // the work done just lingers in turn).
+    // offer at once; jobs wake sleeping ones for the rest (a job that finds
+    // the work done just lingers in turn). Waking a worker while another
+    // lingers would put one thread more than there are cores to work: the
+    // OS then parks one of them for a time slice (4 ms), maybe one the
+    // caller waits for.
     offer(&shared, job);
-    for _ in 0..helpers {
+    let lingering = LINGERING.load(Ordering::Acquire);
+    for _ in lingering.min(helpers)..helpers {
         let shared = Arc::clone(&shared);
         pool.spawn(move || {
             shared.help(job);
@@ -137,20 +141,50 @@ static OFFER_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 fn offer(shared: &Arc<Shared>, job: ErasedBody) {
     if let Ok(mut slot) = OFFER.try_lock() {
         *slot = Some((Arc::clone(shared), job));
+        drop(slot);
+        // Announced once the slot is unlocked: a lingering worker reacts
+        // within nanoseconds and would find it still locked.
         OFFER_SEQ.fetch_add(1, Ordering::Release);
     }
 }
 
+/// Workers in [`linger`] now.
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+
 /// Stays awake for [`LINGER`] after a share (and after each further share
 /// it joins), helping with any call offered meanwhile.
 fn linger() {
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            LINGERING.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    LINGERING.fetch_add(1, Ordering::AcqRel);
+    let _counted = Counted;
+    linger_loop();
+}
+
+/// In a forked child: the parent's lingering workers do not exist here.
+/// (Async-signal-safe: one atomic store.)
+pub(super) fn forget_lingering() {
+    LINGERING.store(0, Ordering::Release);
+}
+
+fn linger_loop() {
     let mut seen = OFFER_SEQ.load(Ordering::Acquire);
     let mut since = std::time::Instant::now();
     loop {
         let now = OFFER_SEQ.load(Ordering::Acquire);
         if now != seen {
+            // Busy slot (a newer offer being written): look again.
+            let Ok(slot) = OFFER.try_lock() else {
+                std::hint::spin_loop();
+                continue;
+            };
             seen = now;
-            let offered = OFFER.try_lock().ok().and_then(|slot| slot.clone());
+            let offered = slot.clone();
+            drop(slot);
             if let Some((shared, job)) = offered {
                 // A share whose caller has finished has its gate closed:
                 // `help` then returns without touching `job`.

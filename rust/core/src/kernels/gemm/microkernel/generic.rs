@@ -32,14 +32,12 @@ const GEMV_PREFETCH_ROWS: usize = 4;
 
 /// See [`super::MicroKernel::gemv`]: y[0..n] += Σ_{p<K} a[p] · B[p, 0..n],
 /// `W` vectors of y at a time held in registers over all K rows, then
-/// single vectors, then the last columns one by one. Each y[j] adds the
-/// rows in order p = 0, 1, ..., K-1, one fused multiply-add each.
-///
-/// When every row of B starts at the same offset in a cache line (ldb a
-/// multiple of 16) and that offset is not 0 — a NumPy array is 16-byte
-/// aligned — the vectors start at the first line boundary instead, so no
-/// load straddles two lines (1×512×512 from L2: 21 → 14 µs); the columns
-/// before it go through [`gemv_edge`].
+/// blocks of 8, 4, 2, 1 vectors, then the last columns (fewer than a
+/// vector) through the vector that ends at column n, summed from zero
+/// apart from y ([`gemv_edge`]). Each y[j] adds the rows in order p = 0, 1,
+/// ..., K-1, one fused multiply-add each. (Starting the vectors at a cache
+/// line boundary when B is not aligned to one measured slower: 37 → 28
+/// GFLOP/s at 1×512×512.)
 ///
 /// # Safety
 /// `V`'s ISA is available; `b` holds K = `a.len()` rows of `y.len()` f32 at
@@ -53,18 +51,7 @@ pub(super) unsafe fn gemv<V: F32Vec, const W: usize>(
 ) {
     let (w, n) = (V::LANES, y.len());
     let (bp, yp) = (b.as_ptr(), y.as_mut_ptr());
-    let misaligned = (bp as usize / std::mem::size_of::<f32>()) % STRIP;
-    let head = if ldb.is_multiple_of(STRIP) && misaligned != 0 && n >= 2 * STRIP {
-        STRIP - misaligned
-    } else {
-        0
-    };
-    for start in (0..head).step_by(w) {
-        let end = head.min(start + w);
-        // SAFETY: start + w ≤ STRIP ≤ n columns of B's rows are in bounds.
-        unsafe { gemv_edge::<V>(a, bp.add(start), ldb, &mut y[start..end], 0) };
-    }
-    let mut j = head;
+    let mut j = 0;
     while j + W * w <= n {
         // SAFETY: columns j..j + W·w < n of y and of B's K rows are in bounds.
         unsafe { gemv_columns::<V, W>(a, bp.add(j), ldb, yp.add(j)) };

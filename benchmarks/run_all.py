@@ -14,8 +14,8 @@ used when present, never required).
 For each thread count the script runs the measurements in a child process
 whose OPENBLAS/OMP/MKL_NUM_THREADS are set (NumPy's BLAS reads them only at
 start-up); every engine there gets the same thread count and the same
-inputs, and the engines take turns in two blocks of calls each (a pause and a
-warm-up call before each block): median of --repeats calls. The ratio column
+inputs, and the engines take turns in two blocks of calls each (a pause and
+at least 50 ms of warm-up calls before each block): median of --repeats calls. The ratio column
 is the best peer's time over ours: > 1 means transformer_rs is faster.
 --quick runs tiny shapes once or twice: a smoke test, not a measurement.
 """
@@ -190,7 +190,8 @@ def render(args, info: dict, rows: list[Row]) -> str:
         f"- Peers: {info['numpy']}; {info['peers']}.",
         f"- fp32, {' and '.join(map(str, args.threads))} thread(s), median of {args.repeats} "
         "calls, every engine in the same process with the same thread count and inputs, "
-        "engines taking turns in 2 blocks of calls (each after a pause and a warm-up call).",
+        "engines taking turns in 2 blocks of calls (each after a pause and ≥ 50 ms of warm-up "
+        "calls).",
         "- Ratio column: best peer's time / ours (> 1 = transformer_rs is faster).",
     ]
     if args.ours_only:

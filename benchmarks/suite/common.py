@@ -101,7 +101,7 @@ def time_engines(row: Row, calls: dict[str, Callable[[], Any]], ctx: Context) ->
     returns the last output of each engine for the check column.
 
     The engines take turns in ROUNDS blocks of calls (A B C A B C), each block
-    after a pause and one warm-up call, so that a slow spell of the machine
+    after a pause and warm-up calls (`timed_calls`), so that a slow spell of the machine
     hits every engine rather than whichever ran then; the median is over all
     of an engine's calls."""
     times: dict[str, list[float]] = {name: [] for name in calls}

@@ -358,6 +358,27 @@ struct Sentences {
     seq: usize,
 }
 
+impl Sentences {
+    /// [`naive_bert`] of the padded batch [B, seq].
+    fn naive_bert(
+        &self,
+        cfg: &BertConfig,
+        t: &HashMap<String, (Vec<usize>, Vec<f32>)>,
+    ) -> Vec<f64> {
+        // (Every test batch has a token, so seq ≥ 1.)
+        let batch = self.padding.len() / self.seq;
+        naive_bert(
+            cfg,
+            t,
+            &self.padded_ids,
+            &self.padded_types,
+            &self.padding,
+            batch,
+            self.seq,
+        )
+    }
+}
+
 fn sentences(cfg: &BertConfig, lengths: &[usize], seed: u64) -> Sentences {
     let mut rng = Rng::new(seed);
     let n: usize = lengths.iter().sum();
@@ -411,15 +432,7 @@ fn encode_pools_packed_sentences_like_the_padded_forward_in_every_mode() {
     {
         let s = sentences(&cfg, lengths, 10 + k as u64);
         let (b, t) = (lengths.len(), s.seq);
-        let naive = naive_bert(
-            &cfg,
-            &tensors,
-            &s.padded_ids,
-            &s.padded_types,
-            &s.padding,
-            b,
-            t,
-        );
+        let naive = s.naive_bert(&cfg, &tensors);
         let padded: Vec<f64> = model
             .forward(BertInput {
                 input_ids: &s.padded_ids,
@@ -480,18 +493,10 @@ fn encode_splits_sentences_across_threads_without_changing_them() {
     let model = BertModel::from_tensors(cfg.clone(), &to_map(&tensors)).unwrap();
     let lengths = [40, 3, 17, 33, 1, 25, 60, 9];
     let s = sentences(&cfg, &lengths, 4);
-    let (b, t) = (lengths.len(), s.seq);
+    let t = s.seq;
     let modes = [PoolingMode::Mean, PoolingMode::Max];
     let pooling = Pooling::new(modes.to_vec(), true).unwrap();
-    let naive = naive_bert(
-        &cfg,
-        &tensors,
-        &s.padded_ids,
-        &s.padded_types,
-        &s.padding,
-        b,
-        t,
-    );
+    let naive = s.naive_bert(&cfg, &tensors);
     let want = naive_pool(&naive, &lengths, t, cfg.hidden_size, &modes, true);
     let mut outputs = Vec::new();
     for threads in [1, 2, 3] {

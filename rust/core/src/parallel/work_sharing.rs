@@ -11,7 +11,13 @@
 //! loop of small products keeps it busy instead of waking it each time; no
 //! thread spins longer than that once calls stop.
 //!
-//! Inside a pool (the model's layers) the loop is plain rayon.
+//! A worker of the kernel pool (a model's layer, run inside
+//! [`super::install`]) calls the same way: between the layer's GEMMs the
+//! other worker lingers instead of falling asleep, so each GEMM does not
+//! wait for a wake-up (2 threads: Transformer-base encoder at B=1, S=32
+//! 9.4 → 7.7 ms, a one-sentence all-MiniLM-L6-v2 embedding +14%, beam 4 at
+//! B=8 +15%, over rayon's own splitting). Inside another rayon pool the
+//! loop is plain rayon.
 
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -21,9 +27,9 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 /// Runs `body(i)` once for every `i` in `0..n`, in parallel on the kernel
-/// pool ([`super::install`]'s) when it has more than one thread. Called from
-/// outside any rayon pool, the calling thread works through the indices too
-/// and returns as soon as every index is done. A panic in `body` is
+/// pool ([`super::install`]'s) when it has more than one thread. The calling
+/// thread (outside any pool, or a worker of the kernel pool) works through
+/// the indices too and returns as soon as every index is done. A panic in `body` is
 /// re-raised on the calling thread after all running indices finish.
 pub fn for_each_index<F: Fn(usize) + Sync>(n: usize, body: F) {
     if n <= 1 || n > u32::MAX as usize {
@@ -32,12 +38,12 @@ pub fn for_each_index<F: Fn(usize) + Sync>(n: usize, body: F) {
         (0..n).for_each(body);
         return;
     }
-    if rayon::current_thread_index().is_some() {
-        // A worker of some pool: rayon's own splitting, each index stealable.
+    let pool = super::current();
+    if rayon::current_thread_index().is_some() && pool.current_thread_index().is_none() {
+        // A worker of another pool: rayon's own splitting, each index stealable.
         (0..n).into_par_iter().with_max_len(1).for_each(&body);
         return;
     }
-    let pool = super::current();
     let helpers = pool.current_num_threads().min(n) - 1;
     if helpers == 0 {
         (0..n).for_each(body);
@@ -58,9 +64,15 @@ pub fn for_each_index<F: Fn(usize) + Sync>(n: usize, body: F) {
     // caller waits for.
     offer(&shared, job);
     let lingering = LINGERING.load(Ordering::Acquire);
+    // A worker of the pool calling (a model's layer) may later run its own
+    // job while it waits in a join: that one neither helps nor lingers.
+    let caller = pool.current_thread_index();
     for _ in lingering.min(helpers)..helpers {
         let shared = Arc::clone(&shared);
         pool.spawn(move || {
+            if caller.is_some() && rayon::current_thread_index() == caller {
+                return;
+            }
             shared.help(job);
             drop(shared);
             linger();

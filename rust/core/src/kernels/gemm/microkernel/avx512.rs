@@ -54,6 +54,9 @@ impl MicroKernel for Avx512 {
     }
 }
 
+/// How far ahead (in f32) `pack_a_rows_8x8` fetches each row of A.
+const PACK_A_PREFETCH: usize = 64;
+
 /// `panel[p·h + i] = a[i·lda + p]` by 8×8 blocks transposed in registers:
 /// 8 loads, 24 shuffles and 8 stores per 64 values, where one value at a
 /// time takes a load and a store each, with each row prefetched (packing A
@@ -65,9 +68,6 @@ impl MicroKernel for Avx512 {
 /// # Safety
 /// AVX2 is available; 8 ≤ h = `rows`; kc ≥ 8; `a` holds (h-1)·lda + kc
 /// values; `panel` holds h·kc.
-/// How far ahead (in f32) `pack_a_rows_8x8` fetches each row of A.
-const PACK_A_PREFETCH: usize = 64;
-
 #[target_feature(enable = "avx2")]
 unsafe fn pack_a_rows_8x8(a: &[f32], lda: usize, rows: usize, kc: usize, panel: &mut [f32]) {
     use std::arch::x86_64::*;

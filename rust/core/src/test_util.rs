@@ -26,6 +26,16 @@ impl Rng {
         (0..n).map(|_| self.uniform(lo, hi)).collect()
     }
 
+    /// `n` parameters of a test model: within ±0.5 of 1 for a LayerNorm
+    /// weight (`norm_weight`), of 0 otherwise, so activations stay in a
+    /// sane range through every layer.
+    pub(crate) fn params(&mut self, n: usize, norm_weight: bool) -> Vec<f32> {
+        let base = if norm_weight { 1.0 } else { 0.0 };
+        (0..n)
+            .map(|_| base + 0.5 * self.uniform(-1.0, 1.0))
+            .collect()
+    }
+
     pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }

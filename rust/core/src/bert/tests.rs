@@ -76,15 +76,7 @@ fn hf_tensors(
         .into_iter()
         .map(|(name, shape)| {
             let n: usize = shape.iter().product();
-            // LayerNorm weights near 1, everything else small.
-            let base = if name.contains("LayerNorm.weight") {
-                1.0
-            } else {
-                0.0
-            };
-            let data = (0..n)
-                .map(|_| base + 0.5 * rng.uniform(-1.0, 1.0))
-                .collect();
+            let data = rng.params(n, name.contains("LayerNorm.weight"));
             (format!("{prefix}{name}"), (shape, data))
         })
         .collect()

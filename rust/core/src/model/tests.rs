@@ -83,15 +83,8 @@ fn random_tensors(cfg: &TransformerConfig, seed: u64) -> Vec<(String, Tensor)> {
         .into_iter()
         .map(|(name, shape)| {
             let n: usize = shape.iter().product();
-            // LayerNorm weights near 1 so activations stay in a sane range.
-            let base = if name.contains("norm") && name.ends_with("weight") {
-                1.0
-            } else {
-                0.0
-            };
-            let data = (0..n)
-                .map(|_| base + 0.5 * rng.uniform(-1.0, 1.0))
-                .collect();
+            let norm_weight = name.contains("norm") && name.ends_with("weight");
+            let data = rng.params(n, norm_weight);
             (name, Tensor::new(shape, data).unwrap())
         })
         .collect()

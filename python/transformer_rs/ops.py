@@ -42,10 +42,16 @@ def _array(x, name: str) -> np.ndarray:
         raise type(e)(f"{name}: cannot convert to an array: {e}") from e
 
 
+def _is_c_float32(x) -> bool:
+    """Whether ``x`` goes to the native code as it is: a C-contiguous float32
+    ndarray (the common case, checked without the general checks' cost)."""
+    return type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous
+
+
 def _float32(x, name: str) -> np.ndarray:
     """``x`` as a C-contiguous float32 array; no copy if it already is one."""
-    if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
-        return x  # the common case, without the general checks' cost
+    if _is_c_float32(x):
+        return x
     arr = _array(x, name)
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(
@@ -127,16 +133,7 @@ def matmul(a, b) -> np.ndarray:
     vector ``[K, 1]``, their added axis removed from the result (1-D @ 1-D
     gives a 0-d array). ``K = 0`` gives zeros.
     """
-    if (
-        type(a) is np.ndarray
-        and type(b) is np.ndarray
-        and a.dtype == np.float32
-        and b.dtype == np.float32
-        and a.ndim >= 2
-        and b.ndim >= 2
-        and a.flags.c_contiguous
-        and b.flags.c_contiguous
-    ):
+    if _is_c_float32(a) and _is_c_float32(b) and a.ndim >= 2 and b.ndim >= 2:
         # The common case: the native call checks the shapes and the
         # broadcasting itself, with the same messages.
         return _native.matmul(a, b)

@@ -14,9 +14,11 @@ used when present, never required).
 For each thread count the script runs the measurements in a child process
 whose OPENBLAS/OMP/MKL_NUM_THREADS are set (NumPy's BLAS reads them only at
 start-up); every engine there gets the same thread count and the same
-inputs, and the engines take turns in two blocks of calls each (a pause and
-at least 50 ms of warm-up calls before each block): median of --repeats calls. The ratio column
-is the best peer's time over ours: > 1 means transformer_rs is faster.
+inputs, and the engines take turns in two blocks of samples each (a pause
+and at least 50 ms of warm-up calls before each block): median of --repeats
+samples, a sample being back-to-back calls for about 2 ms (one call when a
+call takes longer), timed together. The ratio column is the best peer's time
+over ours: > 1 means transformer_rs is faster.
 --quick runs tiny shapes once or twice: a smoke test, not a measurement.
 """
 
@@ -42,7 +44,7 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--only", default=",".join(GROUPS), help="comma-separated row groups")
-    parser.add_argument("--repeats", type=int, help="timed calls per engine (default 10, quick 2)")
+    parser.add_argument("--repeats", type=int, help="timed samples per engine (default 10, quick 2)")
     parser.add_argument("--ours-only", action="store_true", help="leave every peer out")
     parser.add_argument("--markdown-out", help="also write the tables to this file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -189,9 +191,10 @@ def render(args, info: dict, rows: list[Row]) -> str:
         f"- CPU: {info['cpu']}; {info['ours']}; Python {info['python']}.",
         f"- Peers: {info['numpy']}; {info['peers']}.",
         f"- fp32, {' and '.join(map(str, args.threads))} thread(s), median of {args.repeats} "
-        "calls, every engine in the same process with the same thread count and inputs, "
-        "engines taking turns in 2 blocks of calls (each after a pause and ≥ 50 ms of warm-up "
-        "calls).",
+        "samples (a sample: back-to-back calls for ≥ 2 ms, or one call when longer, timed "
+        "together), every engine in the same process with the same thread count and inputs, "
+        "engines taking turns in 2 blocks of samples (each after a pause and ≥ 50 ms of "
+        "warm-up calls).",
         "- Ratio column: best peer's time / ours (> 1 = transformer_rs is faster).",
     ]
     if args.ours_only:

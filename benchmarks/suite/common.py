@@ -21,7 +21,9 @@ OURS = "transformer_rs"
 # CPU time burnt by threads left running after a call is measured.
 PAUSE_SECONDS = 0.2
 WARMUP_SECONDS = 0.05
-# Blocks of calls each engine's timed calls are split into (see time_engines).
+# Least duration of one timed sample (see timed_calls).
+SAMPLE_SECONDS = 0.002
+# Blocks each engine's timed samples are split into (see time_engines).
 ROUNDS = 2
 
 
@@ -68,21 +70,30 @@ class Row:
 
 
 def timed_calls(call: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
-    """(wall seconds of each of `repeats` calls after warm-up, last result).
+    """(seconds per call of each of `repeats` samples after warm-up, last
+    result).
 
     Warm-up is one call, repeated for at least WARMUP_SECONDS: a core that
     idled through the pause before the block runs at a low clock for its
     first milliseconds, which would otherwise be all a microsecond-long
-    product's timed calls see."""
+    product's timed calls see. A sample is a batch of back-to-back calls
+    lasting about SAMPLE_SECONDS (one call when a call takes longer), timed
+    as a whole and divided by its calls: a 20 µs call timed alone is as much
+    the timer's and the scheduler's jitter as the engine's."""
     start = time.perf_counter()
     result = call()
+    warmup_calls = 1
     while time.perf_counter() - start < WARMUP_SECONDS:
         result = call()
+        warmup_calls += 1
+    per_call = (time.perf_counter() - start) / warmup_calls
+    batch = max(1, round(SAMPLE_SECONDS / per_call))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        result = call()
-        times.append(time.perf_counter() - start)
+        for _ in range(batch):
+            result = call()
+        times.append((time.perf_counter() - start) / batch)
     return times, result
 
 
@@ -100,10 +111,10 @@ def time_engines(row: Row, calls: dict[str, Callable[[], Any]], ctx: Context) ->
     """Times each engine's call into `row` (median seconds and idle CPU);
     returns the last output of each engine for the check column.
 
-    The engines take turns in ROUNDS blocks of calls (A B C A B C), each block
-    after a pause and warm-up calls (`timed_calls`), so that a slow spell of the machine
-    hits every engine rather than whichever ran then; the median is over all
-    of an engine's calls."""
+    The engines take turns in ROUNDS blocks of samples (A B C A B C), each
+    block after a pause and warm-up calls (`timed_calls`), so that a slow
+    spell of the machine hits every engine rather than whichever ran then;
+    the median is over all of an engine's samples."""
     times: dict[str, list[float]] = {name: [] for name in calls}
     outputs = {}
     for block in range(ROUNDS):

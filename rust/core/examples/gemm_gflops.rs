@@ -2,6 +2,8 @@
 //!
 //! cargo run --release -p transformer-rs-core --example gemm_gflops -- [THREADS] [ISA] [M K N]
 //! Prints, per (M, K, N): median GFLOP/s over repeated runs after warm-up.
+//! B_OFFSET=F (environment) starts B F floats past a 64-byte boundary
+//! (default 0; NumPy's arrays are 16-byte aligned, so 4, 8 or 12 is theirs).
 
 use std::time::Instant;
 
@@ -59,8 +61,8 @@ fn main() {
     parallel::set_num_threads(threads).expect("thread pool");
     println!("threads={threads} isa={}", isa.name());
     println!(
-        "{:>6} {:>6} {:>6} {:>10} {:>12}   (cpu-time GFLOP/s of the pool thread)",
-        "M", "K", "N", "gemm", "gemm_packed"
+        "{:>6} {:>6} {:>6} {:>10} {:>12} {:>12}   (cpu-time GFLOP/s of the pool thread)",
+        "M", "K", "N", "gemm", "gemm_packed", "gemm_caller"
     );
     // Optional M K N after THREADS ISA: measure that shape only.
     let dims: Vec<usize> = args.iter().skip(3).filter_map(|s| s.parse().ok()).collect();
@@ -68,15 +70,20 @@ fn main() {
         [m, k, n] => vec![(m, k, n)],
         _ => SHAPES.to_vec(),
     };
+    let b_offset: usize = std::env::var("B_OFFSET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     for (m, k, n) in shapes {
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0)
             .collect();
-        let b: Vec<f32> = (0..k * n)
+        let b_store: Vec<f32> = (0..k * n + 32)
             .map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0)
             .collect();
+        let b = &b_store[b_start(&b_store, b_offset)..][..k * n];
         let mut c = vec![0.0f32; m * n];
-        let (av, bv) = (MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n));
+        let (av, bv) = (MatRef::row_major(&a, m, k), MatRef::row_major(b, k, n));
         let packed = PackedB::pack(bv);
         let flops = 2.0 * (m * n * k) as f64;
         let (plain, plain_cpu) =
@@ -84,6 +91,17 @@ fn main() {
         let (pre, pre_cpu) = parallel::install(|| {
             gflops(|| gemm_packed_with(isa, av, &packed, 0.0, &mut c, n), flops)
         });
-        println!("{m:>6} {k:>6} {n:>6} {plain:>10.1} {pre:>12.1}   ({plain_cpu:.1}, {pre_cpu:.1})");
+        // As Python calls: from a thread outside the pool, which takes part.
+        let (caller, _) = gflops(|| gemm_with(isa, av, bv, 0.0, &mut c, n), flops);
+        println!(
+            "{m:>6} {k:>6} {n:>6} {plain:>10.1} {pre:>12.1} {caller:>12.1}   ({plain_cpu:.1}, {pre_cpu:.1})"
+        );
     }
+}
+
+/// The index in `store` that lies `offset` (< 16) floats past a 64-byte
+/// boundary.
+fn b_start(store: &[f32], offset: usize) -> usize {
+    let to_line = store.as_ptr().align_offset(64);
+    (to_line + offset % 16) % 16
 }

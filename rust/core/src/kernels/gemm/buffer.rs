@@ -52,8 +52,8 @@ pub(super) enum Scratch {
     PackedB = 1,
     /// The partial sums of one threaded GEMV.
     GemvPartials = 2,
-    /// The block of a row-major B one work item is at (see `driver`).
-    BBlock = 3,
+    /// The copy of the B micro-panel the tiles are at (see `driver`).
+    BPanelCopy = 3,
 }
 
 /// Scratch buffers larger than this are freed after use rather than kept.

@@ -10,45 +10,41 @@
 //! ```
 //!
 //! B comes packed whole (by `pack_b`, or a [`PackedB`](super::PackedB)) or
-//! is a row-major matrix ([`BSource::Direct`], for few rows of A): up to
-//! 2·MR rows read it in place; more pack it one [`BLOCK_KC`] × [`BLOCK_NC`]
-//! block at a time, inside loops 5 and 4, into an L2-sized scratch.
+//! is a row-major matrix ([`BSource::Direct`], for few rows of A): up to MR
+//! rows, one tile reads it in place; above, the first row panel's tile reads
+//! each B micro-panel in place and copies it, packed, to an L1-sized scratch
+//! that the other row panels read (`macro_kernel`).
 
 use std::ops::Range;
 
 use super::buffer::{with_scratch, AlignedBuf, Scratch};
 use super::epilogue::Epilogue;
 use super::microkernel::{with_kernel, BPanel, MicroKernel, MAX_TILE};
-use super::pack::{pack_a, pack_b_block, pack_b_strip, row_panels, strip_count, STRIP};
+use super::pack::{pack_a, pack_b_strip, row_panels, strip_count, STRIP};
 use super::{runs_on_calling_thread, MatRef};
 use crate::kernels::dispatch::Isa;
 use crate::parallel;
 
-/// KC when B is read in place: short slices keep the rows of B being read
-/// few (a handful of TLB pages and prefetch streams) while loop 2 sweeps
-/// along them. Measured on AVX-512 (Xeon; M = 4, K = 512, N = 2048).
+/// KC when one row panel reads B in place: short slices keep the rows of B
+/// being read few (a handful of TLB pages and prefetch streams) while loop 2
+/// sweeps along them. Measured on AVX-512 (Xeon; M = 4, K = 512, N = 2048).
 const DIRECT_THIN_KC: usize = 32;
-const DIRECT_KC: usize = 48;
 
-/// The block of a row-major B a work item packs at a time when M ≥ 2·MR:
-/// 512 KiB, in L2 while every row panel of A passes over it. Read in place
-/// instead, a B micro-panel's rows often lie a power-of-two stride apart and
+/// KC when several row panels share a row-major B through copied micro-panels
+/// (`macro_kernel`): the copy, KC × NR (32 KiB on AVX-512), stays in L1
+/// while the row panels pass over it. Read in place by every row panel
+/// instead, a micro-panel's rows often lie a power-of-two stride apart and
 /// fall into the same few L1 sets, evicting each other between the tiles
-/// that share them. AVX-512, one thread, K = 512, N = 2048: M = 32 72 → 82
-/// GFLOP/s, M = 64 77 → 98; below 2·MR rows (M = 16, or 20×300×700) reading
-/// in place stayed ahead.
-const BLOCK_KC: usize = 256;
-const BLOCK_NC: usize = 512;
+/// that share them. 128 and 384 measured no better.
+const COPY_KC: usize = 256;
 
 /// Where the driver reads B [K×N] from.
 pub(super) enum BSource<'a> {
-    /// B [K×N] as packed strips (see `pack`) of `k` rows: all of K, or the
-    /// block of rows origin.1.. and strips origin.0.. a work item packed.
+    /// B [K×N] as packed strips (see `pack`) of K rows each.
     Strips {
         strips: &'a [f32],
         k: usize,
         n: usize,
-        origin: (usize, usize),
     },
     /// A row-major B read in place; its last, partial strip (N % 16 columns)
     /// is packed into `edge` [K×16] so no read runs past a row.
@@ -58,12 +54,7 @@ pub(super) enum BSource<'a> {
 impl<'a> BSource<'a> {
     /// B [K×N] packed whole, `strip_count(N)` strips of K rows.
     pub(super) fn strips(strips: &'a [f32], k: usize, n: usize) -> Self {
-        BSource::Strips {
-            strips,
-            k,
-            n,
-            origin: (0, 0),
-        }
+        BSource::Strips { strips, k, n }
     }
 
     /// B [K×N] with unit column stride (or a single column).
@@ -86,22 +77,17 @@ impl<'a> BSource<'a> {
     /// The panel starting at strip `js`, shared-dim row `pc`.
     fn panel(&self, js: usize, pc: usize) -> BPanel {
         match self {
-            BSource::Strips {
-                strips, k, origin, ..
-            } => BPanel {
-                ptr: strips[((js - origin.0) * k + pc - origin.1) * STRIP..].as_ptr(),
-                k_stride: STRIP,
-                strip_stride: k * STRIP,
-            },
-            BSource::Direct { b, edge } if js == b.cols / STRIP => BPanel {
-                ptr: edge.as_slice()[pc * STRIP..].as_ptr(),
-                k_stride: STRIP,
-                strip_stride: b.rows * STRIP,
-            },
+            BSource::Strips { strips, k, .. } => {
+                BPanel::packed(strips[(js * k + pc) * STRIP..].as_ptr(), *k)
+            }
+            BSource::Direct { b, edge } if js == b.cols / STRIP => {
+                BPanel::packed(edge.as_slice()[pc * STRIP..].as_ptr(), b.rows)
+            }
             BSource::Direct { b, .. } => BPanel {
                 ptr: b.data[pc * b.row_stride + js * STRIP..].as_ptr(),
                 k_stride: b.row_stride,
                 strip_stride: STRIP,
+                pack_into: std::ptr::null_mut(),
             },
         }
     }
@@ -174,8 +160,9 @@ const ITEMS_PER_THREAD: usize = 4;
 struct Plan {
     kc: usize,
     nc_strips: usize,
-    /// B is row-major and each (NC, KC) block is packed in loop 4.
-    pack_b_blocks: bool,
+    /// B is row-major and shared by several row panels: the first copies
+    /// each micro-panel it reads for the others (`macro_kernel`).
+    copy_b_panels: bool,
     /// Strips per tile in loop 2 (a power of two).
     tile_strips: usize,
     /// C [M×N] is cut into `row_blocks` × `col_blocks` items, the columns
@@ -191,16 +178,17 @@ impl Plan {
     fn new<K: MicroKernel>(m: usize, n: usize, k: usize, threads: usize, direct: bool) -> Plan {
         let n_strips = strip_count(n);
         let thin = m <= K::MR;
-        // Packing B block by block pays once two full row panels share it.
-        let pack_b_blocks = direct && m >= 2 * K::MR;
+        // Copying B's micro-panels pays as soon as two row panels share
+        // them (AVX-512, one thread: 16×512×2048 85 → 97 GFLOP/s,
+        // 32×512×2048 86 → 117 over packing whole blocks of B first).
+        let copy_b_panels = direct && !thin;
         // Thin products (M ≤ MR) run one wide tile per column block; over a
         // packed B it streams the whole K with the C tile in registers.
         let kc_target = match (direct, thin) {
             (false, true) => k,
             (false, false) => K::KC,
             (true, true) => DIRECT_THIN_KC,
-            (true, false) if !pack_b_blocks => DIRECT_KC,
-            (true, false) => BLOCK_KC,
+            (true, false) => COPY_KC,
         };
         // Equal slices: 2 × 150 rather than 256 + 44.
         let kc = k.div_ceil(k.div_ceil(kc_target));
@@ -226,12 +214,8 @@ impl Plan {
         let chunk = n_strips.div_ceil(col_splits).div_ceil(tile_strips) * tile_strips;
         Plan {
             kc,
-            nc_strips: if pack_b_blocks {
-                BLOCK_NC / STRIP
-            } else {
-                K::NC / STRIP
-            },
-            pack_b_blocks,
+            nc_strips: K::NC / STRIP,
+            copy_b_panels,
             tile_strips,
             m,
             row_blocks,
@@ -357,20 +341,13 @@ fn item_loops<K: MicroKernel>(
             let beta = if pc == 0 { beta } else { 1.0 };
             // The epilogue goes with the slice that completes C.
             let epi = (pc + kc == k && !out.epi.is_empty()).then_some(out.epi);
-            match b {
-                BSource::Direct { b, .. } if plan.pack_b_blocks => {
-                    with_scratch(Scratch::BBlock, strips.len() * kc * STRIP, |packed| {
-                        pack_b_block(*b, pc..pc + kc, strips.start, packed);
-                        let block_b = BSource::Strips {
-                            strips: packed,
-                            k: kc,
-                            n,
-                            origin: (strips.start, pc),
-                        };
-                        macro_kernel::<K>(&block, plan.tile_strips, &block_b, beta, out, epi, n);
-                    })
-                }
-                _ => macro_kernel::<K>(&block, plan.tile_strips, b, beta, out, epi, n),
+            if plan.copy_b_panels {
+                let len = kc * plan.tile_strips * STRIP;
+                with_scratch(Scratch::BPanelCopy, len, |copy| {
+                    macro_kernel::<K>(&block, plan.tile_strips, b, beta, out, epi, n, Some(copy))
+                })
+            } else {
+                macro_kernel::<K>(&block, plan.tile_strips, b, beta, out, epi, n, None)
             }
         }
     }
@@ -386,6 +363,10 @@ struct Block<'a> {
     strips: Range<usize>,
 }
 
+/// Loops 2 and 1 over one block. With `copy` (≥ kc·16·tile_strips f32), the
+/// first row panel's tile copies each B micro-panel there as it reads it,
+/// packed, and the other row panels read the copy.
+#[allow(clippy::too_many_arguments)]
 fn macro_kernel<K: MicroKernel>(
     blk: &Block,
     tile_strips: usize,
@@ -394,6 +375,7 @@ fn macro_kernel<K: MicroKernel>(
     out: &Out,
     epi: Option<&Epilogue>,
     n: usize,
+    mut copy: Option<&mut [f32]>,
 ) {
     // Loop 2 (jr, NR): one B micro-panel of `s` strips per step.
     let mut js = blk.strips.start;
@@ -404,9 +386,26 @@ fn macro_kernel<K: MicroKernel>(
         } else {
             1 << avail.ilog2()
         };
-        let panel = b.panel(js, blk.pc);
+        let read = b.panel(js, blk.pc);
         // Loop 1 (ir, MR): one A micro-panel per tile.
         for (r0, height) in row_panels(blk.rows.len(), K::MR) {
+            let panel = match copy.as_deref_mut() {
+                None => read,
+                Some(copy) => {
+                    assert!(
+                        copy.len() >= blk.kc * s * STRIP,
+                        "B micro-panel copy too short"
+                    );
+                    if r0 == 0 {
+                        BPanel {
+                            pack_into: copy.as_mut_ptr(),
+                            ..read
+                        }
+                    } else {
+                        BPanel::packed(copy.as_ptr(), blk.kc)
+                    }
+                }
+            };
             let a_panel = &blk.a[r0 * blk.kc..(r0 + height) * blk.kc];
             let at = (blk.rows.start + r0, js * STRIP);
             run_tile::<K>(height, s, blk.kc, a_panel, panel, beta, out, at, n);
@@ -439,7 +438,9 @@ fn run_tile<K: MicroKernel>(
         // SAFETY: K's ISA is available (asserted by the public entry that
         // chose K); the plan only makes tiles with rows ≤ MR and strips a power
         // of two ≤ max_strips(rows); a_panel holds kc·rows values; `panel`
-        // covers kc rows of `strips` strips inside B (or its padding); C rows
+        // covers kc rows of `strips` strips inside B (or its padding), and
+        // its `pack_into`, when set, kc·16·strips f32 (checked by
+        // `macro_kernel`, the one place that sets it); C rows
         // i0..i0+rows, columns j0..j0+width lie inside the M×N matrix the
         // caller checked against C's length, and no other item writes them.
         unsafe {

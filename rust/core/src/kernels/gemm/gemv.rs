@@ -26,10 +26,12 @@ use crate::parallel;
 const GEMV_COLS: usize = 2048;
 
 /// B's size below which a GEMV stays on one thread even when the product
-/// is large enough to split: a 1 MiB B (512×512) took 21 µs on one thread
-/// and 26 on two, the second thread's share no bigger than the cost of
-/// handing it over and adding up the partials.
-const PAR_MIN_ELEMENTS: usize = 1 << 19;
+/// is large enough to split. Measured on two threads against one (Rust
+/// loop, B in L2): K = 256, N = 512 (2^17) fell from 47 to 36 GFLOP/s, the
+/// second thread's share no bigger than handing it over and adding up the
+/// partials; K = N = 512 (2^18) rose from 35 to 56, each core keeping its
+/// half of B in its own L2 from call to call.
+const PAR_MIN_ELEMENTS: usize = 1 << 18;
 
 /// Most blocks B's rows are split into (work items per column piece)...
 const MAX_ROW_BLOCKS: usize = 8;

@@ -134,8 +134,8 @@ fn shapes_around_tile_and_block_edges() {
         }
         // Near KC and strip edges (beta 0), then several row blocks, a
         // ragged NC block and several K slices (beta 1); GEMVs with a
-        // ragged last block of B's rows and two column pieces; B packed
-        // block by block over several KC slices and NC blocks.
+        // ragged last block of B's rows and two column pieces; B's
+        // micro-panels copied over several KC slices.
         for (m, k, n, beta) in [
             (1, 255, 127, 0.0),
             (1, 257, 129, 0.0),

@@ -7,11 +7,8 @@
 //! the whole tile (R × S × Q accumulators) lives in one function compiled for
 //! its ISA and stays in registers.
 
-use super::BPanel;
+use super::{BPanel, STRIP};
 use crate::kernels::simd::F32Vec;
-
-/// Columns of one strip of a tile (and of a packed B strip).
-const STRIP: usize = 16;
 
 /// How many k steps ahead the tile prefetches a B read in place: enough to
 /// cover an L3 miss (~80 cycles) at a full tile's ~14 cycles per step.
@@ -175,41 +172,14 @@ pub(super) unsafe fn tile<V: F32Vec, const R: usize, const S: usize, const Q: us
             unsafe { V::prefetch(c.wrapping_add(i * ldc + s * STRIP)) };
         }
     }
-    let (mut a_step, mut b_row) = (a, b.ptr);
-    // B read in place has rows a page or more apart, which the hardware
-    // prefetchers do not follow: fetch the row a few steps ahead. Over
-    // packed B the address is further on in the same stream.
-    let ahead = if b.k_stride == STRIP {
-        PACKED_B_PREFETCH_ROWS
-    } else {
-        B_PREFETCH_ROWS
-    } * b.k_stride;
-    for _ in 0..kc {
-        for s in 0..S {
-            // SAFETY: a prefetch never dereferences its address.
-            unsafe { V::prefetch(b_row.wrapping_add(ahead + s * b.strip_stride)) };
+    // SAFETY: the caller's contract, passed on; the copy, when asked for,
+    // goes to the kc·16·S values `b.pack_into` holds (`BPanel`).
+    unsafe {
+        if b.pack_into.is_null() {
+            k_steps::<V, R, S, Q, false>(kc, a, b, &mut acc);
+        } else {
+            k_steps::<V, R, S, Q, true>(kc, a, b, &mut acc);
         }
-        let mut bv = [[zero; Q]; S];
-        for s in 0..S {
-            for q in 0..Q {
-                // SAFETY: strip s < S of the current row holds 16 readable f32.
-                bv[s][q] = unsafe { V::load(b_row.add(s * b.strip_stride + q * w)) };
-            }
-        }
-        for i in 0..R {
-            // SAFETY: the current k step of Ã holds R readable f32.
-            let ai = unsafe { V::splat(*a_step.add(i)) };
-            for s in 0..S {
-                for q in 0..Q {
-                    // SAFETY: `V`'s ISA is available.
-                    acc[i][s][q] = unsafe { ai.mul_add(bv[s][q], acc[i][s][q]) };
-                }
-            }
-        }
-        // Wrapping: after the last step these point past the operands and
-        // are never read.
-        a_step = a_step.wrapping_add(R);
-        b_row = b_row.wrapping_add(b.k_stride);
     }
     // SAFETY: `V`'s ISA is available.
     let beta_v = unsafe { V::splat(beta) };
@@ -229,6 +199,68 @@ pub(super) unsafe fn tile<V: F32Vec, const R: usize, const S: usize, const Q: us
                 }
             }
         }
+    }
+}
+
+/// The k loop of [`tile`]: acc[i][s][q] += Σ_k Ã[k, i] · B̃[k, 16s + q·LANES..];
+/// with `COPY`, each B vector loaded is also stored to `b.pack_into` as
+/// packed strips (k stride 16, strip stride 16·kc) for the tiles after this
+/// one to read instead of B.
+///
+/// # Safety
+/// As [`tile`]; with `COPY`, `b.pack_into` is writable for 16·S·kc f32.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn k_steps<V: F32Vec, const R: usize, const S: usize, const Q: usize, const COPY: bool>(
+    kc: usize,
+    a: *const f32,
+    b: BPanel,
+    acc: &mut [[[V; Q]; S]; R],
+) {
+    let w = V::LANES;
+    let (mut a_step, mut b_row, mut copy_row) = (a, b.ptr, b.pack_into);
+    // B read in place has rows a page or more apart, which the hardware
+    // prefetchers do not follow: fetch the row a few steps ahead. Over
+    // packed B the address is further on in the same stream.
+    let ahead = if b.k_stride == STRIP {
+        PACKED_B_PREFETCH_ROWS
+    } else {
+        B_PREFETCH_ROWS
+    } * b.k_stride;
+    for _ in 0..kc {
+        for s in 0..S {
+            // SAFETY: a prefetch never dereferences its address.
+            unsafe { V::prefetch(b_row.wrapping_add(ahead + s * b.strip_stride)) };
+        }
+        // SAFETY: `V`'s ISA is available (caller).
+        let mut bv = [[unsafe { V::splat(0.0) }; Q]; S];
+        for s in 0..S {
+            for q in 0..Q {
+                // SAFETY: strip s < S of the current row holds 16 readable
+                // f32; with COPY, so does the copy's (caller).
+                unsafe {
+                    bv[s][q] = V::load(b_row.add(s * b.strip_stride + q * w));
+                    if COPY {
+                        bv[s][q].store(copy_row.add(s * kc * STRIP + q * w));
+                    }
+                }
+            }
+        }
+        for i in 0..R {
+            // SAFETY: the current k step of Ã holds R readable f32.
+            let ai = unsafe { V::splat(*a_step.add(i)) };
+            for s in 0..S {
+                for q in 0..Q {
+                    // SAFETY: `V`'s ISA is available.
+                    acc[i][s][q] = unsafe { ai.mul_add(bv[s][q], acc[i][s][q]) };
+                }
+            }
+        }
+        // Wrapping: after the last step these point past the operands and
+        // are never read.
+        a_step = a_step.wrapping_add(R);
+        b_row = b_row.wrapping_add(b.k_stride);
+        copy_row = copy_row.wrapping_add(STRIP);
     }
 }
 

@@ -19,15 +19,34 @@ mod generic;
 pub(super) mod neon;
 pub(super) mod scalar;
 
+use super::pack::STRIP;
+
 /// Where a tile's B operand lives: element (p, j) of the kc × 16·s block is
 /// at `ptr + p·k_stride + (j / 16)·strip_stride + j % 16`. Packed strips have
 /// `k_stride = 16`; a row-major B read in place has `k_stride = ldb` and
-/// `strip_stride = 16`.
+/// `strip_stride = 16`. Unless `pack_into` is null, the tile also writes
+/// the block there as packed strips (element (p, j) at `pack_into + p·16 +
+/// (j / 16)·16·kc + j % 16`), so that the other row panels sharing this B
+/// read it from there.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct BPanel {
     pub ptr: *const f32,
     pub k_stride: usize,
     pub strip_stride: usize,
+    pub pack_into: *mut f32,
+}
+
+impl BPanel {
+    /// `kc` rows of packed strips at `ptr` (strip stride 16·`k`, the rows
+    /// each strip holds).
+    pub(super) fn packed(ptr: *const f32, k: usize) -> BPanel {
+        BPanel {
+            ptr,
+            k_stride: STRIP,
+            strip_stride: k * STRIP,
+            pack_into: std::ptr::null_mut(),
+        }
+    }
 }
 
 /// Elements of the largest tile any kernel has (r·s ≤ 28 strips of 16).
@@ -58,7 +77,8 @@ pub(super) trait MicroKernel {
     /// The CPU runs this kernel's ISA; `1 ≤ rows ≤ MR`; `strips` is a power of
     /// two ≤ `max_strips(rows)`; `a` is readable for `kc·rows` f32; `b` for
     /// `kc` rows of `strips` strips; `c` writable (and, unless `beta == 0`,
-    /// readable) for `rows` rows of `16·strips` f32 at stride `ldc`.
+    /// readable) for `rows` rows of `16·strips` f32 at stride `ldc`; unless
+    /// `b.pack_into` is null, it is writable for `16·strips·kc` f32.
     #[allow(clippy::too_many_arguments)] // a BLIS micro-kernel's operands, kept flat
     unsafe fn tile(
         rows: usize,

@@ -135,7 +135,8 @@ fn shapes_around_tile_and_block_edges() {
         // Near KC and strip edges (beta 0), then several row blocks, a
         // ragged NC block and several K slices (beta 1); GEMVs with a
         // ragged last block of B's rows and two column pieces; B's
-        // micro-panels copied over several KC slices.
+        // micro-panels copied over several KC slices; B packed whole first
+        // (M > 256).
         for (m, k, n, beta) in [
             (1, 255, 127, 0.0),
             (1, 257, 129, 0.0),
@@ -153,6 +154,7 @@ fn shapes_around_tile_and_block_edges() {
             (170, 513, 17, 1.0),
             (200, 40, 2100, 1.0),
             (70, 1025, 40, 1.0),
+            (300, 70, 50, 0.5),
         ] {
             check_case(
                 isa,

@@ -44,7 +44,7 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--only", default=",".join(GROUPS), help="comma-separated row groups")
-    parser.add_argument("--repeats", type=int, help="timed samples per engine (default 10, quick 2)")
+    parser.add_argument("--repeats", type=int, help="samples per engine (default 10, quick 2)")
     parser.add_argument("--ours-only", action="store_true", help="leave every peer out")
     parser.add_argument("--markdown-out", help="also write the tables to this file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)

@@ -113,6 +113,67 @@ fn relu_and_gelu_all_lengths_with_and_without_bias() {
 }
 
 #[test]
+fn epilogue_row_adds_bias_activates_then_adds_the_residual() {
+    // Every part present or absent, identity included: the f32 result of
+    // act(x + bias) + residual computed one value at a time (bias and
+    // residual adds are exact to reproduce; the activation within its
+    // tolerance, so the residual is kept small next to it).
+    let mut rng = Rng::new(22);
+    for isa in dispatch::available() {
+        for n in LENGTHS {
+            let x = rng.vec(n, -6.0, 6.0);
+            let bias = rng.vec(n, -1.0, 1.0);
+            let residual = rng.vec(n, -1.0, 1.0);
+            for act in [None, Some(Activation::Relu), Some(Activation::Gelu)] {
+                let f = |v: f32| match act {
+                    None => v as f64,
+                    Some(Activation::Relu) => reference::relu(v),
+                    Some(Activation::Gelu) => reference::gelu(v),
+                };
+                for (b, r) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let (bias, residual) = (b.then_some(&bias[..]), r.then_some(&residual[..]));
+                    let mut got = x.clone();
+                    epilogue_row(isa, act, &mut got, bias, residual);
+                    let want: Vec<f64> = (0..n)
+                        .map(|j| {
+                            let v = f(x[j] + bias.map_or(0.0, |b| b[j]));
+                            v + residual.map_or(0.0, |r| r[j] as f64)
+                        })
+                        .collect();
+                    assert_close(
+                        &got,
+                        &want,
+                        GELU_REL,
+                        1e-6,
+                        &format!("{isa:?} {act:?} n={n} bias {b} residual {r}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn epilogue_row_checks_its_lengths() {
+    let isa = dispatch::selected();
+    let mut x = vec![0.0f32; 5];
+    for (bias, residual) in [
+        (Some(&[0.0f32; 4][..]), None),
+        (None, Some(&[0.0f32; 6][..])),
+    ] {
+        let mut x = x.clone();
+        let caught =
+            std::panic::catch_unwind(move || epilogue_row(isa, None, &mut x, bias, residual));
+        assert!(
+            caught.is_err(),
+            "bias {bias:?} residual {residual:?} accepted for a row of 5"
+        );
+    }
+    epilogue_row(isa, None, &mut x, Some(&[1.0; 5]), Some(&[2.0; 5]));
+    assert_eq!(x, vec![3.0; 5]);
+}
+
+#[test]
 fn parallel_entry_points_match_reference() {
     let mut rng = Rng::new(21);
     let (rows, n) = (150, 513);

@@ -486,10 +486,17 @@ fn run_tile<K: MicroKernel>(
 /// Applies `epi` to the finished tile C[at.0 .. at.0 + rows, at.1 .. at.1 + width].
 fn apply_epilogue(epi: &Epilogue, out: &Out, at: (usize, usize), rows: usize, width: usize) {
     let (i0, j0) = at;
-    for i in i0..i0 + rows {
-        // SAFETY: the tile lies inside the checked M×N matrix (width stops
-        // at N) and only the work item that computed it touches it.
-        let row = unsafe { std::slice::from_raw_parts_mut(out.c.0.add(i * out.ldc + j0), width) };
-        epi.apply(out.isa, i, j0, row);
+    // SAFETY: the tile lies inside the checked M×N matrix (width stops at
+    // N), only the work item that computed it touches it, and `out.isa` is
+    // available (asserted by the public entry that chose it).
+    unsafe {
+        epi.apply_tile(
+            out.isa,
+            out.c.0.add(i0 * out.ldc + j0),
+            out.ldc,
+            i0..i0 + rows,
+            j0,
+            width,
+        )
     }
 }

@@ -5,7 +5,7 @@
 //! passes over 8 MiB each).
 
 use super::MatRef;
-use crate::kernels::activations::{activation_with, Activation};
+use crate::kernels::activations::{epilogue_tile, Activation};
 use crate::kernels::dispatch::Isa;
 
 /// C[i][j] ← act(C[i][j] + bias[j]) + residual[i][j], each part optional,
@@ -48,18 +48,48 @@ impl Epilogue<'_> {
         }
     }
 
-    /// Applies the epilogue to `row` = C[i][j0 .. j0 + row.len()].
-    pub(super) fn apply(&self, isa: Isa, i: usize, j0: usize, row: &mut [f32]) {
-        let bias = self.bias.map(|b| &b[j0..j0 + row.len()]);
-        match (self.activation, bias) {
-            (Some(act), bias) => activation_with(isa, act, row, bias),
-            (None, Some(bias)) => row.iter_mut().zip(bias).for_each(|(c, b)| *c += b),
-            (None, None) => {}
+    /// Applies the epilogue, in one pass, to the tile C[rows, j0 .. j0 +
+    /// width] whose first row starts at `c` (row stride `ldc`).
+    ///
+    /// # Safety
+    /// `isa` is available; the tile's rows are valid for reads and writes
+    /// and nothing else touches them during the call; `check` passed for a
+    /// product the tile lies inside.
+    pub(super) unsafe fn apply_tile(
+        &self,
+        isa: Isa,
+        c: *mut f32,
+        ldc: usize,
+        rows: std::ops::Range<usize>,
+        j0: usize,
+        width: usize,
+    ) {
+        if rows.is_empty() {
+            return;
         }
-        if let Some(r) = self.residual {
-            let start = i * r.row_stride + j0;
-            let skip = &r.data[start..start + row.len()];
-            row.iter_mut().zip(skip).for_each(|(c, s)| *c += s);
+        let bias = self.bias.map(|b| &b[j0..j0 + width]);
+        let residual = self.residual.map(|r| {
+            // The tile's last residual row is in bounds (checked here), so
+            // are the ones before it.
+            let _ = &r.data[(rows.end - 1) * r.row_stride + j0..][..width];
+            (
+                r.data[rows.start * r.row_stride + j0..].as_ptr(),
+                r.row_stride,
+            )
+        });
+        // SAFETY: the caller's contract for C and the ISA; bias holds width
+        // values and each residual row width values (the slices above).
+        unsafe {
+            epilogue_tile(
+                isa,
+                self.activation,
+                c,
+                ldc,
+                rows.len(),
+                width,
+                bias,
+                residual,
+            )
         }
     }
 }

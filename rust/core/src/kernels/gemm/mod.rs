@@ -182,9 +182,9 @@ pub fn gemm_packed_fused_with(
         // No product to attach the epilogue to: C = epi(beta·C) row by row.
         handled_without_product(a.rows, b.n(), 0, beta, c, ldc);
         if !epi.is_empty() {
-            for (i, row) in c.chunks_mut(ldc).take(a.rows).enumerate() {
-                epi.apply(isa, i, 0, &mut row[..b.n()]);
-            }
+            // SAFETY: `isa` is available (asserted above); C holds the M×N
+            // product at stride ldc (`check_c`), borrowed mutably here.
+            unsafe { epi.apply_tile(isa, c.as_mut_ptr(), ldc, 0..a.rows, 0, b.n()) };
         }
         return;
     }

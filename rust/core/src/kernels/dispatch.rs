@@ -34,8 +34,25 @@ impl Isa {
         Isa::ALL.into_iter().find(|isa| isa.name() == name)
     }
 
-    /// Whether this CPU can run kernels of this ISA.
+    /// Whether this CPU can run kernels of this ISA: detected once, then a
+    /// bit test (every row-wise kernel call asserts it).
+    #[inline]
     pub fn is_available(self) -> bool {
+        static AVAILABLE: OnceLock<u8> = OnceLock::new();
+        let mask = AVAILABLE.get_or_init(|| {
+            Isa::ALL
+                .iter()
+                .filter(|isa| isa.detect())
+                .fold(0, |mask, &isa| mask | isa.bit())
+        });
+        mask & self.bit() != 0
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
+    fn detect(self) -> bool {
         match self {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]

@@ -391,3 +391,34 @@ fn hostile_capacities_and_paths_fail_cleanly() {
         "{err:?}"
     );
 }
+
+#[test]
+fn encode_on_the_kernel_pool_equals_one_thread() {
+    // Two 160-token sources at E = 64: the layers' GEMMs and attention
+    // heads are big enough to be shared with the kernel pool's other
+    // workers (when this host has more than one core), which must not
+    // change a bit of the result.
+    let cfg = TransformerConfig {
+        d_model: 64,
+        n_heads: 4,
+        d_ff: 96,
+        max_len: 200,
+        ..config(false, Activation::Relu)
+    };
+    let m = Transformer::from_tensors(cfg.clone(), random_tensors(&cfg, 5)).unwrap();
+    let mut rng = Rng::new(6);
+    let ids: Vec<i64> = (0..2 * 160)
+        .map(|_| 3 + rng.below(cfg.src_vocab_size - 3) as i64)
+        .collect();
+    let src = TokenBatch::new(&ids, 2, 160);
+    let pooled = crate::parallel::install(|| m.encode(src).unwrap());
+    let serial = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| m.encode(src).unwrap());
+    assert!(
+        pooled == serial,
+        "encode differs between the kernel pool and one thread"
+    );
+}

@@ -12,6 +12,7 @@
 //! caller-owned scratch, and adds its result into the residual stream.
 
 use std::cell::RefCell;
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -20,6 +21,7 @@ use crate::kernels::gemm::MatRef;
 use crate::nn::linear::Linear;
 use crate::nn::packed::Sequences;
 use crate::nn::weights::Weights;
+use crate::parallel;
 use crate::{Error, Result};
 
 /// Multi-head attention block: in-projection, per-head scaled dot-product
@@ -602,11 +604,29 @@ impl MultiHeadAttention {
             });
         };
         let flops = 4 * d * h * seqs.attention_pairs();
-        if flops < 2 * MIN_TASK_FLOPS || rayon::current_num_threads() == 1 {
+        if flops < 2 * MIN_TASK_FLOPS || parallel::loop_threads() == 1 {
             tasks.into_iter().for_each(run);
         } else {
-            let per_task = (MIN_TASK_FLOPS * tasks.len()).div_ceil(flops).max(1);
-            tasks.into_par_iter().with_min_len(per_task).for_each(run);
+            // Shared with the kernel pool as the layer's GEMMs are, so the
+            // worker lingering after the QKV projection joins at once (rayon's
+            // own splitting would leave these tasks to the calling thread
+            // until that worker gave up lingering). Each index takes a group
+            // of tasks; a Mutex per group hands its tasks out once.
+            let per_group = (MIN_TASK_FLOPS * tasks.len()).div_ceil(flops).max(1);
+            let mut groups = Vec::with_capacity(tasks.len().div_ceil(per_group));
+            let mut tasks = tasks.into_iter();
+            loop {
+                let group: Vec<_> = tasks.by_ref().take(per_group).collect();
+                if group.is_empty() {
+                    break;
+                }
+                groups.push(Mutex::new(group));
+            }
+            parallel::for_each_index(groups.len(), |g| {
+                let group =
+                    std::mem::take(&mut *groups[g].lock().unwrap_or_else(|e| e.into_inner()));
+                group.into_iter().for_each(run);
+            });
         }
         // Per sequence [H, len, D] → [len, E] (heads side by side).
         for b in 0..seqs.batch() {

@@ -37,8 +37,8 @@ pub(super) struct BPanel {
 }
 
 impl BPanel {
-    /// `kc` rows of packed strips at `ptr` (strip stride 16·`k`, the rows
-    /// each strip holds).
+    /// Packed strips from `ptr` on, each holding `k` rows of 16 (so strip
+    /// stride 16·`k`); a tile reads its kc rows from the first.
     pub(super) fn packed(ptr: *const f32, k: usize) -> BPanel {
         BPanel {
             ptr,

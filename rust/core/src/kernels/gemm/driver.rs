@@ -62,7 +62,7 @@ impl<'a> BSource<'a> {
         let mut edge = AlignedBuf::zeroed(0);
         if !b.cols.is_multiple_of(STRIP) {
             edge = AlignedBuf::zeroed(b.rows * STRIP);
-            pack_b_strip(b, 0..b.rows, b.cols / STRIP, edge.as_mut_slice());
+            pack_b_strip(b, b.cols / STRIP, edge.as_mut_slice());
         }
         BSource::Direct { b, edge }
     }

@@ -12,8 +12,9 @@
 //! ```
 //!
 //! Small products skip what they do not need: a row-major B with few rows
-//! of A (M ≤ 64) is not packed whole: read in place, or block by block as
-//! the loops reach it (`driver`); M = 1 on a row-major B
+//! of A (M ≤ 256) is not packed whole: read in place, its micro-panels
+//! copied by the first row panel for the others (`driver`); M = 1 on a
+//! row-major B
 //! is a GEMV sweeping B's rows (`gemv`); with M ≤ MR the driver uses
 //! one thin, wide tile over the whole K, which makes `gemm_packed` for decoder
 //! steps a GEMV-like stream over the packed panels. Products below

@@ -100,8 +100,7 @@ pub(super) fn pack_b(b: MatRef, out: &mut [f32], parallel: bool) {
     if group_len == 0 {
         return;
     }
-    let pack_group =
-        |g: usize, strips: &mut [f32]| pack_b_block(b, 0..b.rows, g * STRIP_GROUP, strips);
+    let pack_group = |g: usize, strips: &mut [f32]| pack_b_strips(b, g * STRIP_GROUP, strips);
     if parallel {
         parallel::for_each_chunk_mut(out, group_len, pack_group);
     } else {
@@ -111,42 +110,41 @@ pub(super) fn pack_b(b: MatRef, out: &mut [f32], parallel: bool) {
     }
 }
 
-/// Packs rows `rows` of the strips from `first` on into `out`: whole strips
-/// of `rows.len()`×16, as many as `out` holds (the rows of B a KC slice
-/// reads, or all of them).
-pub(super) fn pack_b_block(b: MatRef, rows: Range<usize>, first: usize, out: &mut [f32]) {
-    let strip_len = rows.len() * STRIP;
+/// Packs the strips from `first` on into `out`: whole strips of K×16, as
+/// many as `out` holds.
+fn pack_b_strips(b: MatRef, first: usize, out: &mut [f32]) {
+    let strip_len = b.rows * STRIP;
     if b.col_stride != 1 {
         for (s, strip) in out.chunks_mut(strip_len).enumerate() {
-            pack_b_strip(b, rows.clone(), first + s, strip);
+            pack_b_strip(b, first + s, strip);
         }
         return;
     }
     // Row-major B: walk the rows once, scattering each into the strips.
     let j0 = first * STRIP;
     let width = (out.len() / strip_len * STRIP).min(b.cols - j0);
-    for (i, p) in rows.enumerate() {
+    for p in 0..b.rows {
         let row = &b.data[p * b.row_stride + j0..][..width];
         let mut pieces = row.chunks_exact(STRIP);
         for (s, src) in pieces.by_ref().enumerate() {
             // Fixed-size copies: moves of whole vectors, not a memcpy call each.
-            let dst: &mut [f32; STRIP] = (&mut out[s * strip_len + i * STRIP..][..STRIP])
+            let dst: &mut [f32; STRIP] = (&mut out[s * strip_len + p * STRIP..][..STRIP])
                 .try_into()
                 .expect("a strip row is STRIP long");
             *dst = src.try_into().expect("a piece is STRIP long");
         }
         let tail = pieces.remainder();
         if !tail.is_empty() {
-            let dst = &mut out[width / STRIP * strip_len + i * STRIP..][..STRIP];
+            let dst = &mut out[width / STRIP * strip_len + p * STRIP..][..STRIP];
             dst[..tail.len()].copy_from_slice(tail);
             dst[tail.len()..].fill(0.0);
         }
     }
 }
 
-/// Packs rows `rows` of strip `s` of B (columns 16s..16s+16) into `strip`
-/// [rows.len()×16], padding columns set to 0.
-pub(super) fn pack_b_strip(b: MatRef, rows: Range<usize>, s: usize, strip: &mut [f32]) {
+/// Packs strip `s` of B (columns 16s..16s+16, all K rows) into `strip`
+/// [K×16], padding columns set to 0.
+pub(super) fn pack_b_strip(b: MatRef, s: usize, strip: &mut [f32]) {
     let j0 = s * STRIP;
     let width = STRIP.min(b.cols - j0);
     if width < STRIP {
@@ -154,7 +152,7 @@ pub(super) fn pack_b_strip(b: MatRef, rows: Range<usize>, s: usize, strip: &mut 
     }
     if b.col_stride == 1 {
         // Row-major B: each strip row is a contiguous copy.
-        for (p, dst) in rows.zip(strip.chunks_exact_mut(STRIP)) {
+        for (p, dst) in strip.chunks_exact_mut(STRIP).enumerate() {
             let src = p * b.row_stride + j0;
             dst[..width].copy_from_slice(&b.data[src..src + width]);
         }
@@ -163,8 +161,8 @@ pub(super) fn pack_b_strip(b: MatRef, rows: Range<usize>, s: usize, strip: &mut 
         // contiguously; the strip (K×64 bytes) stays in cache meanwhile.
         for jj in 0..width {
             let col = (j0 + jj) * b.col_stride;
-            for (i, p) in rows.clone().enumerate() {
-                strip[i * STRIP + jj] = b.data[col + p * b.row_stride];
+            for p in 0..b.rows {
+                strip[p * STRIP + jj] = b.data[col + p * b.row_stride];
             }
         }
     }

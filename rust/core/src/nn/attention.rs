@@ -611,21 +611,14 @@ impl MultiHeadAttention {
             // worker lingering after the QKV projection joins at once (rayon's
             // own splitting would leave these tasks to the calling thread
             // until that worker gave up lingering). Each index takes a group
-            // of tasks; a Mutex per group hands its tasks out once.
+            // of tasks, behind an (uncontended) Mutex for its `&mut`s.
             let per_group = (MIN_TASK_FLOPS * tasks.len()).div_ceil(flops).max(1);
-            let mut groups = Vec::with_capacity(tasks.len().div_ceil(per_group));
-            let mut tasks = tasks.into_iter();
-            loop {
-                let group: Vec<_> = tasks.by_ref().take(per_group).collect();
-                if group.is_empty() {
-                    break;
-                }
-                groups.push(Mutex::new(group));
-            }
+            let groups: Vec<_> = tasks.chunks_mut(per_group).map(Mutex::new).collect();
             parallel::for_each_index(groups.len(), |g| {
-                let group =
-                    std::mem::take(&mut *groups[g].lock().unwrap_or_else(|e| e.into_inner()));
-                group.into_iter().for_each(run);
+                let mut group = groups[g].lock().unwrap_or_else(|e| e.into_inner());
+                for (rows, hh, out) in group.iter_mut() {
+                    run((rows.clone(), *hh, &mut **out));
+                }
             });
         }
         // Per sequence [H, len, D] → [len, E] (heads side by side).

@@ -390,24 +390,22 @@ fn macro_kernel<K: MicroKernel>(
             1 << avail.ilog2()
         };
         let read = b.panel(js, blk.pc);
+        let copy_to = copy.as_deref_mut().map(|copy| {
+            assert!(
+                copy.len() >= blk.kc * s * STRIP,
+                "B micro-panel copy too short"
+            );
+            copy.as_mut_ptr()
+        });
         // Loop 1 (ir, MR): one A micro-panel per tile.
         for (r0, height) in row_panels(blk.rows.len(), K::MR) {
-            let panel = match copy.as_deref_mut() {
+            let panel = match copy_to {
                 None => read,
-                Some(copy) => {
-                    assert!(
-                        copy.len() >= blk.kc * s * STRIP,
-                        "B micro-panel copy too short"
-                    );
-                    if r0 == 0 {
-                        BPanel {
-                            pack_into: copy.as_mut_ptr(),
-                            ..read
-                        }
-                    } else {
-                        BPanel::packed(copy.as_ptr(), blk.kc)
-                    }
-                }
+                Some(to) if r0 == 0 => BPanel {
+                    pack_into: to,
+                    ..read
+                },
+                Some(from) => BPanel::packed(from, blk.kc),
             };
             let a_panel = &blk.a[r0 * blk.kc..(r0 + height) * blk.kc];
             let at = (blk.rows.start + r0, js * STRIP);

@@ -85,7 +85,7 @@ IN_PROCESS = [
     case("mha-padding-shape", tr.ops.multi_head_attention, E16, E16, E16, 4, IN_W, IN_B, OUT_W, OUT_B, key_padding_mask=np.zeros((2, 4), bool), exc=ValueError, match="key_padding_mask: expected shape"),
     case("mha-1d-query", tr.ops.multi_head_attention, E16[0, 0], E16, E16, 4, IN_W, IN_B, OUT_W, OUT_B, exc=ValueError, match="query: expected shape"),
     # -- the native ops alone (the Rust layer re-validates) ---------------------
-    case("native-matmul-1d", _native.matmul, W[0], W, exc=ValueError, match="a: expected shape [..., M, K]"),
+    case("native-matmul-inner", _native.matmul, X, W, exc=ValueError, match="b: expected shape [..., 8, N]"),
     case("native-linear-weight", _native.linear, X, W.T, None, exc=ValueError, match="weight: expected shape"),
     case("native-layer-norm-bias", _native.layer_norm, X, np.ones(8, np.float32), np.ones(3, np.float32), 1e-5, exc=ValueError, match="bias: expected shape [8]"),
     case("native-sdpa-mask-shape", _native.scaled_dot_product_attention, Q, Q, Q, np.zeros((2, 6), np.float32), exc=ValueError, match="attn_mask: expected shape"),

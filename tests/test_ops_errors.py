@@ -198,7 +198,6 @@ def native_mha(**changes):
 
 
 NATIVE_CASES = {
-    "matmul 1-d": (lambda: _native.matmul(np.ones(3, np.float32), f32), "a"),
     "matmul K": (lambda: _native.matmul(f32, f32), "b"),
     "matmul batch": (
         lambda: _native.matmul(np.ones((2, 2, 3), np.float32), np.ones((3, 3, 2), np.float32)),
@@ -283,7 +282,6 @@ def test_native_layer_rechecks_shapes(case):
     [
         lambda: _native.relu(np.ones((3, 4), np.float32)[:, ::2]),  # not contiguous
         lambda: _native.softmax(np.ones((3, 4), np.float32).T),  # Fortran order
-        lambda: _native.matmul(np.ones((2, 2)), np.ones((2, 2))),  # float64
         lambda: _native.linear(np.ones((2, 2), np.float32), [[1.0]]),  # not an array
         lambda: _native.multi_head_attention(x32, x32, x32, -1, w_in32, None, w_out32, None),
     ],
@@ -291,6 +289,23 @@ def test_native_layer_rechecks_shapes(case):
 def test_native_layer_rejects_unconverted_arrays_without_crashing(call):
     with pytest.raises((TypeError, ValueError, OverflowError)):
         call()
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (np.ones(3, np.float32), np.ones((3, 2), np.float32)),  # 1-D
+        (np.ones((2, 3)), np.ones((3, 2), np.float32)),  # float64
+        (np.ones((2, 3), np.float32), np.ones((2, 3), np.float32).T),  # Fortran order
+        (np.ones((2, 3), np.float32), [[1.0], [2.0], [3.0]]),  # not an array
+        (np.ones((2, 3), np.float32).astype(">f4"), np.ones((3, 2), np.float32)),  # big-endian
+    ],
+)
+def test_native_matmul_hands_back_what_it_needs_converted(a, b):
+    # ops.matmul converts these and calls again; None, never a wrong product.
+    assert _native.matmul(a, b) is None
+    expected = np.matmul(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    np.testing.assert_allclose(ops.matmul(a, b), expected, rtol=1e-6)
 
 
 def test_absurd_broadcast_shapes_raise_instead_of_overflowing():

@@ -22,8 +22,9 @@ F32 = npt.NDArray[np.float32]
 
 def relu(x: F32) -> F32: ...
 def gelu(x: F32) -> F32: ...
-def matmul(a: F32, b: F32) -> F32:
-    """a [..., M, K] @ b [..., K, N] -> [..., M, N], batch axes broadcast (both at least 2-D)."""
+def matmul(a: object, b: object) -> F32 | None:
+    """a [..., M, K] @ b [..., K, N] -> [..., M, N], batch axes broadcast, for
+    C-contiguous float32 arrays of at least 2-D; None for anything else."""
 
 def linear(x: F32, weight: F32, bias: F32 | None = None) -> F32:
     """x [..., in] @ weight[out, in].T + bias[out] -> [..., out]."""

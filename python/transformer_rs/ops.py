@@ -133,10 +133,12 @@ def matmul(a, b) -> np.ndarray:
     vector ``[K, 1]``, their added axis removed from the result (1-D @ 1-D
     gives a 0-d array). ``K = 0`` gives zeros.
     """
-    if _is_c_float32(a) and _is_c_float32(b) and a.ndim >= 2 and b.ndim >= 2:
-        # The common case: the native call checks the shapes and the
-        # broadcasting itself, with the same messages.
-        return _native.matmul(a, b)
+    # The common case, C-contiguous float32 matrices, is the native call
+    # alone: it checks the shapes and the broadcasting itself, with the same
+    # messages, and returns None for anything it needs converted first.
+    out = _native.matmul(a, b)
+    if out is not None:
+        return out
     a = _float32(a, "a")
     b = _float32(b, "b")
     for name, arr in (("a", a), ("b", b)):

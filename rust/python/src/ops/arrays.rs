@@ -1,8 +1,12 @@
 //! Argument errors, output buffers and result arrays shared by the op bindings.
 
 use numpy::ndarray::{ArrayD, Dimension, IxDyn};
+use std::os::raw::c_int;
+
+use numpy::npyffi::{npy_intp, PY_ARRAY_API};
 use numpy::{
-    Element, IntoPyArray, PyArrayDyn, PyReadonlyArray, PyReadonlyArrayDyn, PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArray,
+    PyReadonlyArrayDyn, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -57,21 +61,60 @@ pub fn element_count(shape: &[usize]) -> PyResult<usize> {
     }
 }
 
-/// A zeroed buffer for `len` floats, or `MemoryError` (never an abort).
-pub fn zeroed(len: usize) -> PyResult<Vec<f32>> {
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(len)
-        .map_err(|_| PyMemoryError::new_err(format!("cannot allocate {len} float32 values")))?;
-    buf.resize(len, 0.0);
-    Ok(buf)
+/// A new result array: allocated and zeroed by NumPy, written through a
+/// plain slice (with the GIL released) before anything else sees it, then
+/// returned. NumPy owns the memory from the start, which costs less per call
+/// than handing it a Rust buffer (the capsule that keeps a `Vec` alive).
+pub struct Output<'py>(Bound<'py, PyArrayDyn<f32>>);
+
+impl<'py> Output<'py> {
+    /// A C-order float32 array of `shape`, zeroed; `ValueError` when no
+    /// array can have that shape, `MemoryError` when it cannot be allocated
+    /// (never an abort).
+    pub fn zeros(py: Python<'py>, shape: &[usize]) -> PyResult<Self> {
+        let len = element_count(shape)?;
+        let mut dims: Vec<npy_intp> = shape.iter().map(|&d| d as npy_intp).collect();
+        // SAFETY: `dims` holds `shape.len()` dimensions, each ≤ isize::MAX
+        // (element_count); PyArray_Zeros steals the descriptor reference
+        // `into_dtype_ptr` hands it, and returns a new reference or NULL
+        // with an exception set.
+        let array = unsafe {
+            let ptr = PY_ARRAY_API.PyArray_Zeros(
+                py,
+                dims.len() as c_int,
+                dims.as_mut_ptr(),
+                f32::get_dtype(py).into_dtype_ptr(),
+                0,
+            );
+            Bound::from_owned_ptr_or_err(py, ptr)
+        }
+        .map_err(|e| {
+            if e.is_instance_of::<PyMemoryError>(py) {
+                PyMemoryError::new_err(format!("cannot allocate {len} float32 values"))
+            } else {
+                e
+            }
+        })?;
+        // NumPy made it with the dtype and C order asked for.
+        Ok(Output(array.cast_into::<PyArrayDyn<f32>>()?))
+    }
+
+    /// The elements, row-major, to write the result into.
+    pub fn data(&mut self) -> &mut [f32] {
+        // SAFETY: a new C-contiguous array (`zeros`) that no Python or Rust
+        // code but this `Output` refers to until `into_array`, so the slice
+        // is the only access to its memory while it lives.
+        unsafe { self.0.as_slice_mut() }.expect("a new array is C-contiguous")
+    }
+
+    /// The finished result.
+    pub fn into_array(self) -> Bound<'py, PyArrayDyn<f32>> {
+        self.0
+    }
 }
 
-/// A zeroed buffer for an output array of `shape`.
-pub fn zeroed_output(shape: &[usize]) -> PyResult<Vec<f32>> {
-    zeroed(element_count(shape)?)
-}
-
-/// Hands `data` (row-major, `shape`) to NumPy without copying.
+/// Hands a result the core made, `data` (row-major, `shape`), to NumPy
+/// without copying.
 pub fn into_array<'py>(
     py: Python<'py>,
     shape: &[usize],

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use transformer_rs_core::kernels::attention::attention_head;
 use transformer_rs_core::kernels::gemm::MatRef;
 
-use super::arrays::{c_slice, c_slice_opt, into_array, value_error, zeroed_output};
+use super::arrays::{c_slice, c_slice_opt, value_error, Output};
 use super::batch::{broadcast, check_broadcasts_to, item_offsets, split_matrix};
 use crate::errors::compute;
 
@@ -58,10 +58,10 @@ pub fn scaled_dot_product_attention<'py>(
         }
     };
     let scale = scale.map_or_else(|| default_scale(d), |s| s as f32);
-    let out_shape = [batch.as_slice(), &[tq, dv]].concat();
-    let mut out = zeroed_output(&out_shape)?;
-    if out.is_empty() {
-        return into_array(py, &out_shape, out);
+    let mut out = Output::zeros(py, &[batch.as_slice(), &[tq, dv]].concat())?;
+    let o = out.data();
+    if o.is_empty() {
+        return Ok(out.into_array());
     }
     let q_items = item_offsets(&batch, q_batch, tq * d);
     let k_items = item_offsets(&batch, k_batch, tk * d);
@@ -75,7 +75,7 @@ pub fn scaled_dot_product_attention<'py>(
         if tk == 0 {
             return Ok(()); // no keys: every query gets zeros
         }
-        out.par_chunks_mut(tq * dv).enumerate().for_each(|(i, o)| {
+        o.par_chunks_mut(tq * dv).enumerate().for_each(|(i, o)| {
             let mask = mask.zip(mask_items.as_ref()).map(|(m, items)| {
                 // A single mask row is broadcast to every query by row stride 0.
                 let row_stride = if mask_rows == 1 { 0 } else { tk };
@@ -100,7 +100,7 @@ pub fn scaled_dot_product_attention<'py>(
         });
         Ok(())
     })?;
-    into_array(py, &out_shape, out)
+    Ok(out.into_array())
 }
 
 /// 1/sqrt(D), PyTorch's default; 1 for D = 0, where every score is 0 anyway.

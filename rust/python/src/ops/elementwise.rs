@@ -4,7 +4,7 @@ use numpy::{PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use transformer_rs_core::kernels::activations;
 
-use super::arrays::{c_slice, into_array, zeroed};
+use super::arrays::{c_slice, Output};
 use crate::errors::compute;
 
 /// relu(x) = max(x, 0) of a C-contiguous float32 array of any shape.
@@ -34,11 +34,12 @@ fn map_copy<'py>(
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let shape = x.shape().to_vec();
     let src = c_slice("x", &x)?;
-    let mut out = zeroed(src.len())?;
+    let mut out = Output::zeros(py, &shape)?;
+    let y = out.data();
     compute(py, || {
-        out.copy_from_slice(src);
-        kernel(&mut out);
+        y.copy_from_slice(src);
+        kernel(y);
         Ok(())
     })?;
-    into_array(py, &shape, out)
+    Ok(out.into_array())
 }

@@ -5,7 +5,7 @@ use numpy::{PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use transformer_rs_core::kernels::{layer_norm as ln, softmax as sm};
 
-use super::arrays::{c_slice, into_array, value_error, zeroed};
+use super::arrays::{c_slice, value_error, Output};
 use crate::errors::compute;
 
 /// softmax over the last axis of x [..., N].
@@ -40,15 +40,16 @@ fn map_rows<'py>(
         ));
     };
     let src = c_slice("x", &x)?;
-    let mut out = zeroed(src.len())?;
+    let mut out = Output::zeros(py, &shape)?;
+    let y = out.data();
     compute(py, || {
         if n > 0 {
-            out.copy_from_slice(src);
-            kernel(&mut out, n);
+            y.copy_from_slice(src);
+            kernel(y, n);
         }
         Ok(())
     })?;
-    into_array(py, &shape, out)
+    Ok(out.into_array())
 }
 
 /// Layer normalisation of x [..., E] over its last axis, with weight and
@@ -80,12 +81,13 @@ pub fn layer_norm<'py>(
         c_slice("weight", &weight)?,
         c_slice("bias", &bias)?,
     );
-    let mut out = zeroed(src.len())?;
+    let mut out = Output::zeros(py, &shape)?;
+    let y = out.data();
     compute(py, || {
         if e > 0 {
-            ln::layer_norm_rows(src, gamma, beta, eps, &mut out);
+            ln::layer_norm_rows(src, gamma, beta, eps, y);
         }
         Ok(())
     })?;
-    into_array(py, &shape, out)
+    Ok(out.into_array())
 }

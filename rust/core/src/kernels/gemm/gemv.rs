@@ -7,9 +7,11 @@
 //! then    y[cols] += partial, blocks in order
 //! ```
 //!
-//! Each (ci, kb) pair is a work item. Its partial sum starts from zero, and
-//! the partials are added into y in block order, so the rounding, and the
-//! result, is the same for any number of threads. Splitting K rather than
+//! Each (ci, kb) pair is a work item. Its partial sum starts from zero and
+//! is added into y, blocks in order, so the rounding, and the result, is the
+//! same for any number of threads: one thread adds each block's sums
+//! straight into y (the kernel sums from zero and adds once), several write
+//! them to buffers first and add those in the same order. Splitting K rather than
 //! only N keeps each item's share of B one contiguous run of rows, which the
 //! hardware prefetchers follow; a split of N alone would hand each thread
 //! short pieces of every row.
@@ -55,10 +57,13 @@ fn gemv_on<K: MicroKernel>(a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
         (0..k).map(|p| a.at(0, p)).collect()
     };
     let plan = Plan::new(k, n);
+    // out[cols of item i] += item i's block sums.
     let item = |i: usize, out: &mut [f32]| {
         let (rows, cols) = plan.item(i);
         let b_block = &b.data[rows.start * b.row_stride + cols.start..];
-        block_partial::<K>(&a_row[rows], b_block, b.row_stride, out);
+        // SAFETY: `gemv`, the only way here, is only given available ISAs;
+        // the kernel checks B's bounds itself.
+        unsafe { K::gemv(&a_row[rows], b_block, b.row_stride, out) }
     };
     let y = &mut c[..n];
     if beta == 0.0 {
@@ -67,12 +72,9 @@ fn gemv_on<K: MicroKernel>(a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
         y.iter_mut().for_each(|v| *v *= beta);
     }
     if k * n < PAR_MIN_ELEMENTS || runs_on_calling_thread(1, k, n) {
-        // Each partial goes into y as soon as it is made.
-        let mut partial = [0.0f32; GEMV_COLS];
         for i in 0..plan.items() {
             let cols = plan.item(i).1;
-            item(i, &mut partial[..cols.len()]);
-            add(&mut y[cols.clone()], &partial[..cols.len()]);
+            item(i, &mut y[cols]);
         }
         return;
     }
@@ -80,8 +82,11 @@ fn gemv_on<K: MicroKernel>(a: MatRef, b: MatRef, beta: f32, c: &mut [f32]) {
     let width = n.min(GEMV_COLS);
     with_scratch(Scratch::GemvPartials, plan.items() * width, |partials| {
         parallel::for_each_chunk_mut(partials, width, |i, out| {
-            let cols = plan.item(i).1;
-            item(i, &mut out[..cols.len()]);
+            let out = &mut out[..plan.item(i).1.len()];
+            // -0.0 is the identity of +: y + partial is then exactly what
+            // one thread adds into y.
+            out.fill(-0.0);
+            item(i, out);
         });
         for (i, partial) in partials.chunks(width).enumerate() {
             let cols = plan.item(i).1;
@@ -121,15 +126,6 @@ impl Plan {
         let cols = ci * GEMV_COLS..((ci + 1) * GEMV_COLS).min(self.n);
         (rows, cols)
     }
-}
-
-/// out[0..W] = Σ_p a[p] · B[p, 0..W] for B's `a.len()` rows at stride `ldb`
-/// starting at `b` (W = out.len()).
-fn block_partial<K: MicroKernel>(a: &[f32], b: &[f32], ldb: usize, out: &mut [f32]) {
-    out.fill(0.0);
-    // SAFETY: `gemv`, the only way here, is only given available ISAs; the
-    // kernel checks B's bounds itself.
-    unsafe { K::gemv(a, b, ldb, out) }
 }
 
 /// y += partial.

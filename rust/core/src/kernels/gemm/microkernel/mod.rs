@@ -94,7 +94,9 @@ pub(super) trait MicroKernel {
     /// y[0..n] += Σ_{p<K} a[p] · B[p, 0..n], B row-major (row `p` at
     /// `b[p·ldb..][..n]`, K = `a.len()`, n = `y.len()`): the GEMV of one row of
     /// A, walking a few rows of B front to back at a time so the hardware
-    /// prefetchers see plain sequential streams.
+    /// prefetchers see plain sequential streams. Each sum starts from zero
+    /// and is added to y once, so y + this call equals y + (the same call on
+    /// a zeroed y), bit for bit.
     ///
     /// # Safety
     /// The CPU runs this kernel's ISA. (Slice bounds are checked.)

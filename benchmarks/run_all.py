@@ -14,8 +14,8 @@ used when present, never required).
 For each thread count the script runs the measurements in a child process
 whose OPENBLAS/OMP/MKL_NUM_THREADS are set (NumPy's BLAS reads them only at
 start-up); every engine there gets the same thread count and the same
-inputs, and the engines take turns in two blocks of samples each (a pause
-and at least 50 ms of warm-up calls before each block): median of --repeats
+inputs, and the engines take turns in up to five blocks of samples each (a
+pause and at least 50 ms of warm-up calls before each block): median of --repeats
 samples, a sample being back-to-back calls for about 2 ms (one call when a
 call takes longer), timed together. The ratio column is the best peer's time
 over ours: > 1 means transformer_rs is faster.
@@ -33,7 +33,7 @@ import sys
 import tempfile
 
 from suite import embed, encoder, gemm, generate
-from suite.common import OURS, PAUSE_SECONDS, Context, Row, installed
+from suite.common import OURS, PAUSE_SECONDS, ROUNDS, Context, Row, installed
 
 GROUPS = {"gemm": gemm, "encoder": encoder, "generate": generate, "embed": embed}
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -193,8 +193,8 @@ def render(args, info: dict, rows: list[Row]) -> str:
         f"- fp32, {' and '.join(map(str, args.threads))} thread(s), median of {args.repeats} "
         "samples (a sample: back-to-back calls for ≥ 2 ms, or one call when longer, timed "
         "together), every engine in the same process with the same thread count and inputs, "
-        "engines taking turns in 2 blocks of samples (each after a pause and ≥ 50 ms of "
-        "warm-up calls).",
+        f"engines taking turns in {min(ROUNDS, args.repeats)} blocks of samples (each after "
+        "a pause and ≥ 50 ms of warm-up calls).",
         "- Ratio column: best peer's time / ours (> 1 = transformer_rs is faster).",
     ]
     if args.ours_only:

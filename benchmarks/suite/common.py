@@ -23,8 +23,11 @@ PAUSE_SECONDS = 0.2
 WARMUP_SECONDS = 0.05
 # Least duration of one timed sample (see timed_calls).
 SAMPLE_SECONDS = 0.002
-# Blocks each engine's timed samples are split into (see time_engines).
-ROUNDS = 2
+# Blocks each engine's timed samples are split into (see time_engines): with
+# more turns, a burst of the machine's noise lands on every engine alike
+# rather than on one engine's block (with 2 blocks, the ratio at 1×512×512
+# ranged 0.74–1.16 over runs of one build).
+ROUNDS = 5
 
 
 @dataclasses.dataclass
@@ -117,8 +120,9 @@ def time_engines(row: Row, calls: dict[str, Callable[[], Any]], ctx: Context) ->
     the median is over all of an engine's samples."""
     times: dict[str, list[float]] = {name: [] for name in calls}
     outputs = {}
-    for block in range(ROUNDS):
-        n = ctx.repeats // ROUNDS + (block < ctx.repeats % ROUNDS)
+    rounds = min(ROUNDS, ctx.repeats)
+    for block in range(rounds):
+        n = ctx.repeats // rounds + (block < ctx.repeats % rounds)
         for name, call in calls.items():
             time.sleep(ctx.pause_seconds)
             block_times, outputs[name] = timed_calls(call, n)

@@ -124,11 +124,16 @@ def ratio_cell(row: Row) -> str:
 
 
 def target_cell(row: Row) -> str:
+    """Whether the speed ratio over the target's peer (or the best peer)
+    reaches the target."""
     peers = [s for n, s in row.seconds.items() if n != OURS]
+    if row.target_peer is not None:
+        peers = [s for n, s in row.seconds.items() if n == row.target_peer]
     if row.target is None or OURS not in row.seconds or not peers:
         return "-"
     met = min(peers) / row.seconds[OURS] >= row.target
-    return f"≥ {row.target:.2f}: " + ("yes" if met else "**no**")
+    over = f" × {row.target_peer}" if row.target_peer else ""
+    return f"≥ {row.target:.2f}{over}: " + ("yes" if met else "**no**")
 
 
 def group_table(module, rows: list[Row]) -> str:

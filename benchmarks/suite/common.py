@@ -59,7 +59,8 @@ class Row:
     so that work / seconds is the throughput; idle_cpu_ms: engine name -> CPU
     milliseconds the process burnt in the pause after a call returned;
     check: how the engines' outputs compare (a short text);
-    target: issue 7's least speed ratio over the best peer for this case, if any.
+    target: issue 7's least speed ratio for this case, if any, over
+    `target_peer` (None: over the best peer).
     """
 
     group: str
@@ -70,6 +71,7 @@ class Row:
     idle_cpu_ms: dict[str, float] = dataclasses.field(default_factory=dict)
     check: str = ""
     target: float | None = None
+    target_peer: str | None = None
 
 
 def timed_calls(call: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:

@@ -1,8 +1,8 @@
 //! Argument errors, output buffers and result arrays shared by the op bindings.
 
-use numpy::ndarray::{ArrayD, Dimension, IxDyn};
 use std::os::raw::c_int;
 
+use numpy::ndarray::{ArrayD, Dimension, IxDyn};
 use numpy::npyffi::{npy_intp, PY_ARRAY_API};
 use numpy::{
     Element, IntoPyArray, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArray,
@@ -100,11 +100,12 @@ impl<'py> Output<'py> {
     }
 
     /// The elements, row-major, to write the result into.
-    pub fn data(&mut self) -> &mut [f32] {
-        // SAFETY: a new C-contiguous array (`zeros`) that no Python or Rust
-        // code but this `Output` refers to until `into_array`, so the slice
-        // is the only access to its memory while it lives.
-        unsafe { self.0.as_slice_mut() }.expect("a new array is C-contiguous")
+    pub fn data(&mut self) -> PyResult<&mut [f32]> {
+        // SAFETY: a new array (`zeros`) that no Python or Rust code but this
+        // `Output` refers to until `into_array`, so the slice is the only
+        // access to its memory while it lives. (NumPy made it C-contiguous;
+        // `as_slice_mut` checks.)
+        Ok(unsafe { self.0.as_slice_mut() }?)
     }
 
     /// The finished result.

@@ -59,7 +59,7 @@ pub fn scaled_dot_product_attention<'py>(
     };
     let scale = scale.map_or_else(|| default_scale(d), |s| s as f32);
     let mut out = Output::zeros(py, &[batch.as_slice(), &[tq, dv]].concat())?;
-    let o = out.data();
+    let o = out.data()?;
     if o.is_empty() {
         return Ok(out.into_array());
     }

@@ -35,7 +35,7 @@ fn map_copy<'py>(
     let shape = x.shape().to_vec();
     let src = c_slice("x", &x)?;
     let mut out = Output::zeros(py, &shape)?;
-    let y = out.data();
+    let y = out.data()?;
     compute(py, || {
         y.copy_from_slice(src);
         kernel(y);

@@ -32,7 +32,7 @@ pub fn matmul<'py>(
     }
     let batch = broadcast(&[("a", a_batch), ("b", b_batch)])?;
     let mut out = Output::zeros(py, &[batch.as_slice(), &[m, n]].concat())?;
-    let c = out.data();
+    let c = out.data()?;
     if c.is_empty() || k == 0 {
         return Ok(Some(out.into_array())); // K = 0 sums over nothing: zeros
     }
@@ -124,7 +124,7 @@ pub fn linear<'py>(
     let mut out = Output::zeros(py, &[x_batch, &[out_features]].concat())?;
     let (x, weight) = (c_slice("x", &x)?, c_slice("weight", &weight)?);
     let bias = c_slice_opt("bias", &bias)?;
-    let y = out.data();
+    let y = out.data()?;
     let product = || {
         linear_rows(x, in_features, weight, bias, out_features, y);
         Ok(())

@@ -41,7 +41,7 @@ fn map_rows<'py>(
     };
     let src = c_slice("x", &x)?;
     let mut out = Output::zeros(py, &shape)?;
-    let y = out.data();
+    let y = out.data()?;
     compute(py, || {
         if n > 0 {
             y.copy_from_slice(src);
@@ -82,7 +82,7 @@ pub fn layer_norm<'py>(
         c_slice("bias", &bias)?,
     );
     let mut out = Output::zeros(py, &shape)?;
-    let y = out.data();
+    let y = out.data()?;
     compute(py, || {
         if e > 0 {
             ln::layer_norm_rows(src, gamma, beta, eps, y);

@@ -24,9 +24,8 @@ WARMUP_SECONDS = 0.05
 # Least duration of one timed sample (see timed_calls).
 SAMPLE_SECONDS = 0.002
 # Blocks each engine's timed samples are split into (see time_engines): with
-# more turns, a burst of the machine's noise lands on every engine alike
-# rather than on one engine's block (with 2 blocks, the ratio at 1×512×512
-# ranged 0.74–1.16 over runs of one build).
+# more turns, a burst of the machine's noise (seconds long on a shared VM)
+# lands on every engine alike rather than on one engine's block.
 ROUNDS = 5
 
 

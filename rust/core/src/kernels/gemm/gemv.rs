@@ -11,10 +11,10 @@
 //! is added into y, blocks in order, so the rounding, and the result, is the
 //! same for any number of threads: one thread adds each block's sums
 //! straight into y (the kernel sums from zero and adds once), several write
-//! them to buffers first and add those in the same order. Splitting K rather than
-//! only N keeps each item's share of B one contiguous run of rows, which the
-//! hardware prefetchers follow; a split of N alone would hand each thread
-//! short pieces of every row.
+//! them to buffers first and add those in the same order. Splitting K
+//! rather than only N keeps each item's share of B one contiguous run of
+//! rows, which the hardware prefetchers follow; a split of N alone would
+//! hand each thread short pieces of every row.
 
 use super::buffer::{with_scratch, Scratch};
 use super::microkernel::{with_kernel, MicroKernel};

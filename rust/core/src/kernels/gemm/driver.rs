@@ -120,7 +120,7 @@ pub(super) fn run(
     epi: &Epilogue,
 ) {
     let out = Out {
-        c: CPtr(c.as_mut_ptr()),
+        c: SharedMut(c.as_mut_ptr()),
         ldc,
         isa,
         epi,
@@ -130,20 +130,30 @@ pub(super) fn run(
 
 /// Where finished tiles go: C, and what to apply to them there.
 struct Out<'a> {
-    c: CPtr,
+    c: SharedMut,
     ldc: usize,
     isa: Isa,
     epi: &'a Epilogue<'a>,
 }
 
-/// C's base pointer, shared by the threads that write its disjoint blocks.
+/// The base pointer of a buffer (C, or the packed A blocks) shared by the
+/// threads that write its disjoint parts.
 #[derive(Clone, Copy)]
-struct CPtr(*mut f32);
-// SAFETY: every work item writes a block of C no other item touches (see
-// `Plan::item`), and `run_on` holds the `&mut` to C until all items finish.
-unsafe impl Send for CPtr {}
+struct SharedMut(*mut f32);
+// SAFETY: every work item writes a part no other item touches (C: a block,
+// see `Plan::item`; packed A: a row block's panels), and `run_on` holds the
+// `&mut` to the buffer until all items finish.
+unsafe impl Send for SharedMut {}
 // SAFETY: as for Send; items only share the pointer value.
-unsafe impl Sync for CPtr {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer `offset` elements past the base (a method, so closures
+    /// capture the whole `Sync` wrapper, not its raw pointer field).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
 
 /// One work item of loop 3: C rows × B strips, computed start to finish.
 struct Item {
@@ -261,17 +271,24 @@ fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, out: &Out) {
     if plan.col_blocks > 1 {
         // Items of one row block would each pack the same rows of A: pack
         // every row block once, up front (row block rows r0..r1 at
-        // r0·K, its K slices one after another), and share them.
+        // r0·K, its K slices one after another), the blocks in parallel,
+        // and share them.
         with_scratch(Scratch::ABlock, m * k, |a_all| {
-            for r in 0..plan.row_blocks {
+            let base = SharedMut(a_all.as_mut_ptr());
+            for_each_item(threads, plan.row_blocks, |r| {
                 let rows = plan.item(r * plan.col_blocks).rows;
-                let block = &mut a_all[rows.start * k..rows.end * k];
+                // SAFETY: row block r's rows r0..r1 own a_all[r0·K..r1·K]
+                // (m·K long), a range no other row block shares, and a_all
+                // is borrowed mutably until every block is packed.
+                let block = unsafe {
+                    std::slice::from_raw_parts_mut(base.at(rows.start * k), rows.len() * k)
+                };
                 for pc in (0..k).step_by(plan.kc) {
                     let kc = plan.kc.min(k - pc);
                     let slice = &mut block[rows.len() * pc..rows.len() * (pc + kc)];
                     pack_a::<K>(a, rows.clone(), pc, kc, slice);
                 }
-            }
+            });
             let a_all: &[f32] = a_all;
             for_each_item(threads, items, |i| {
                 let item = plan.item(i);

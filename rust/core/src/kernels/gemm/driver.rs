@@ -20,7 +20,7 @@ use std::ops::Range;
 use super::buffer::{with_scratch, AlignedBuf, Scratch};
 use super::epilogue::Epilogue;
 use super::microkernel::{with_kernel, BPanel, MicroKernel, MAX_TILE};
-use super::pack::{pack_a, pack_b_strip, row_panels, strip_count, STRIP};
+use super::pack::{pack_a, pack_a_panels, pack_b_strip, row_panels, strip_count, STRIP};
 use super::{runs_on_calling_thread, MatRef};
 use crate::kernels::dispatch::Isa;
 use crate::parallel;
@@ -271,23 +271,18 @@ fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, out: &Out) {
     if plan.col_blocks > 1 {
         // Items of one row block would each pack the same rows of A: pack
         // every row block once, up front (row block rows r0..r1 at
-        // r0·K, its K slices one after another), the blocks in parallel,
-        // and share them.
+        // r0·K, its K slices one after another), in parallel, and share
+        // them.
         with_scratch(Scratch::ABlock, m * k, |a_all| {
             let base = SharedMut(a_all.as_mut_ptr());
-            for_each_item(threads, plan.row_blocks, |r| {
-                let rows = plan.item(r * plan.col_blocks).rows;
-                // SAFETY: row block r's rows r0..r1 own a_all[r0·K..r1·K]
-                // (m·K long), a range no other row block shares, and a_all
-                // is borrowed mutably until every block is packed.
-                let block = unsafe {
-                    std::slice::from_raw_parts_mut(base.at(rows.start * k), rows.len() * k)
-                };
-                for pc in (0..k).step_by(plan.kc) {
-                    let kc = plan.kc.min(k - pc);
-                    let slice = &mut block[rows.len() * pc..rows.len() * (pc + kc)];
-                    pack_a::<K>(a, rows.clone(), pc, kc, slice);
-                }
+            let units = APackUnits::new::<K>(&plan, k, threads);
+            for_each_item(threads, units.count(), |u| {
+                let unit = units.unit::<K>(u);
+                // SAFETY: each unit owns its range of a_all (m·K long),
+                // which no other unit shares (`APackUnits::unit`), and
+                // a_all is borrowed mutably until every unit is packed.
+                let out = unsafe { std::slice::from_raw_parts_mut(base.at(unit.offset), unit.len) };
+                pack_a_panels::<K>(a, unit.rows, unit.pc, unit.kc, unit.panels, out);
             });
             let a_all: &[f32] = a_all;
             for_each_item(threads, items, |i| {
@@ -303,6 +298,79 @@ fn run_on<K: MicroKernel>(a: MatRef, b: &BSource, beta: f32, out: &Out) {
                 item_loops::<K>(a, b, beta, out, &plan, &item, APanels::Pack(a_block))
             })
         })
+    }
+}
+
+/// The split of packing A up front (`run_on`) into units of work: one
+/// group of row panels of one K slice of one row block each. Groups split
+/// a row block only when there are fewer blocks × slices than two per
+/// thread (M ≤ MC: one row block, and one slice when K ≤ KC).
+struct APackUnits<'a> {
+    plan: &'a Plan,
+    k: usize,
+    slices: usize,
+    groups: usize,
+}
+
+/// One unit: A[rows, pc..pc+kc]'s row panels `panels`, packed into
+/// a_all[offset..offset + len].
+struct APackUnit {
+    rows: Range<usize>,
+    pc: usize,
+    kc: usize,
+    panels: Range<usize>,
+    offset: usize,
+    len: usize,
+}
+
+impl<'a> APackUnits<'a> {
+    fn new<K: MicroKernel>(plan: &'a Plan, k: usize, threads: usize) -> Self {
+        let slices = k.div_ceil(plan.kc);
+        let whole = plan.row_blocks * slices;
+        let fewest_panels = (plan.m / plan.row_blocks).div_ceil(K::MR);
+        let groups = if threads > 1 && whole < 2 * threads {
+            (2 * threads).div_ceil(whole).min(fewest_panels).max(1)
+        } else {
+            1
+        };
+        APackUnits {
+            plan,
+            k,
+            slices,
+            groups,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.plan.row_blocks * self.slices * self.groups
+    }
+
+    /// Unit `u` (< `count()`), ordered by row block, then K slice, then
+    /// group: a block's slices lie one after another, and a slice's panels
+    /// too, so the units' ranges tile a_all without overlapping.
+    fn unit<K: MicroKernel>(&self, u: usize) -> APackUnit {
+        let (r, s, g) = (
+            u / (self.slices * self.groups),
+            u / self.groups % self.slices,
+            u % self.groups,
+        );
+        let plan = self.plan;
+        let rows = plan.item(r * plan.col_blocks).rows;
+        let (pc, height) = (s * plan.kc, rows.len());
+        let kc = plan.kc.min(self.k - pc);
+        let count = height.div_ceil(K::MR);
+        let panels = g * count / self.groups..(g + 1) * count / self.groups;
+        // Block rows where a group's panels start and end.
+        let row_at = |t: usize| row_panels(height, K::MR).nth(t).map_or(height, |p| p.0);
+        let (first, end) = (row_at(panels.start), row_at(panels.end));
+        APackUnit {
+            offset: rows.start * self.k + height * pc + first * kc,
+            len: (end - first) * kc,
+            rows,
+            pc,
+            kc,
+            panels,
+        }
     }
 }
 

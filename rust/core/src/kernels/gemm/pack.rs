@@ -49,9 +49,27 @@ pub(super) fn pack_a<K: MicroKernel>(
     kc: usize,
     out: &mut [f32],
 ) {
+    let all = 0..rows.len().div_ceil(K::MR);
+    pack_a_panels::<K>(a, rows, p0, kc, all, out)
+}
+
+/// [`pack_a`] of the row panels `panels` only (indices into
+/// [`row_panels`]`(rows.len(), K::MR)`), into `out` starting where the
+/// first of them goes: the panel starting at block row `r0` begins at
+/// `out[(r0 - f) * kc]`, f being the first panel's start.
+pub(super) fn pack_a_panels<K: MicroKernel>(
+    a: MatRef,
+    rows: Range<usize>,
+    p0: usize,
+    kc: usize,
+    panels: Range<usize>,
+    out: &mut [f32],
+) {
     let mc = rows.len();
-    for (r0, height) in row_panels(mc, K::MR) {
-        let panel = &mut out[r0 * kc..(r0 + height) * kc];
+    let mut origin = None;
+    for (r0, height) in row_panels(mc, K::MR).take(panels.end).skip(panels.start) {
+        let at = r0 - *origin.get_or_insert(r0);
+        let panel = &mut out[at * kc..(at + height) * kc];
         let first = rows.start + r0;
         if a.col_stride == 1 {
             let src = &a.data[first * a.row_stride + p0..];

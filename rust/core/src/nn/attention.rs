@@ -12,7 +12,6 @@
 //! caller-owned scratch, and adds its result into the residual stream.
 
 use std::cell::RefCell;
-use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -611,11 +610,9 @@ impl MultiHeadAttention {
             // worker lingering after the QKV projection joins at once (rayon's
             // own splitting would leave these tasks to the calling thread
             // until that worker gave up lingering). Each index takes a group
-            // of tasks, behind an (uncontended) Mutex for its `&mut`s.
+            // of tasks.
             let per_group = (MIN_TASK_FLOPS * tasks.len()).div_ceil(flops).max(1);
-            let groups: Vec<_> = tasks.chunks_mut(per_group).map(Mutex::new).collect();
-            parallel::for_each_index(groups.len(), |g| {
-                let mut group = groups[g].lock().unwrap_or_else(|e| e.into_inner());
+            parallel::for_each_chunk_mut(&mut tasks, per_group, |_, group| {
                 for (rows, hh, out) in group.iter_mut() {
                     run((rows.clone(), *hh, &mut **out));
                 }

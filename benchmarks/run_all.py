@@ -15,9 +15,10 @@ For each thread count the script runs the measurements in a child process
 whose OPENBLAS/OMP/MKL_NUM_THREADS are set (NumPy's BLAS reads them only at
 start-up); every engine there gets the same thread count and the same
 inputs, and the engines take turns in up to five blocks of samples each (a
-pause and at least 50 ms of warm-up calls before each block): median of --repeats
-samples, a sample being back-to-back calls for about 2 ms (one call when a
-call takes longer), timed together. The ratio column is the best peer's time
+pause and at least 50 ms of warm-up calls before each block): median of at
+least --repeats samples, a sample being back-to-back calls for about 2 ms (one
+call when a call takes longer), timed together; a block holds at least 40 ms
+of samples, so cheap calls get more samples than --repeats. The ratio column is the best peer's time
 over ours: > 1 means transformer_rs is faster.
 --quick runs tiny shapes once or twice: a smoke test, not a measurement.
 """
@@ -33,7 +34,7 @@ import sys
 import tempfile
 
 from suite import embed, encoder, gemm, generate
-from suite.common import OURS, PAUSE_SECONDS, ROUNDS, Context, Row, installed
+from suite.common import BLOCK_SECONDS, OURS, PAUSE_SECONDS, ROUNDS, Context, Row, installed
 
 GROUPS = {"gemm": gemm, "encoder": encoder, "generate": generate, "embed": embed}
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -195,11 +196,11 @@ def render(args, info: dict, rows: list[Row]) -> str:
         "",
         f"- CPU: {info['cpu']}; {info['ours']}; Python {info['python']}.",
         f"- Peers: {info['numpy']}; {info['peers']}.",
-        f"- fp32, {' and '.join(map(str, args.threads))} thread(s), median of {args.repeats} "
+        f"- fp32, {' and '.join(map(str, args.threads))} thread(s), median of ≥ {args.repeats} "
         "samples (a sample: back-to-back calls for ≥ 2 ms, or one call when longer, timed "
         "together), every engine in the same process with the same thread count and inputs, "
         f"engines taking turns in {min(ROUNDS, args.repeats)} blocks of samples (each after "
-        "a pause and ≥ 50 ms of warm-up calls).",
+        f"a pause and ≥ 50 ms of warm-up calls, and ≥ {BLOCK_SECONDS * 1e3:.0f} ms long).",
         "- Ratio column: best peer's time / ours (> 1 = transformer_rs is faster).",
     ]
     if args.ours_only:

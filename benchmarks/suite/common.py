@@ -10,6 +10,7 @@ peer's spinning idle threads do not take the cores from the next engine.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -23,6 +24,10 @@ PAUSE_SECONDS = 0.2
 WARMUP_SECONDS = 0.05
 # Least duration of one timed sample (see timed_calls).
 SAMPLE_SECONDS = 0.002
+# Least timed duration of one block of samples (see timed_calls): a cheap call
+# gets more samples than asked for, at little cost next to the pause and the
+# warm-up before the block.
+BLOCK_SECONDS = 0.04
 # Blocks each engine's timed samples are split into (see time_engines): with
 # more turns, a burst of the machine's noise (seconds long on a shared VM)
 # lands on every engine alike rather than on one engine's block.
@@ -74,8 +79,8 @@ class Row:
 
 
 def timed_calls(call: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
-    """(seconds per call of each of `repeats` samples after warm-up, last
-    result).
+    """(seconds per call of each sample after warm-up, last result): at least
+    `repeats` samples, and at least BLOCK_SECONDS of them.
 
     Warm-up is one call, repeated for at least WARMUP_SECONDS: a core that
     idled through the pause before the block runs at a low clock for its
@@ -92,8 +97,9 @@ def timed_calls(call: Callable[[], Any], repeats: int) -> tuple[list[float], Any
         warmup_calls += 1
     per_call = (time.perf_counter() - start) / warmup_calls
     batch = max(1, round(SAMPLE_SECONDS / per_call))
+    samples = max(repeats, math.ceil(BLOCK_SECONDS / (batch * per_call)))
     times = []
-    for _ in range(repeats):
+    for _ in range(samples):
         start = time.perf_counter()
         for _ in range(batch):
             result = call()

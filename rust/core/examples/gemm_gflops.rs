@@ -4,6 +4,9 @@
 //! Prints, per (M, K, N): median GFLOP/s over repeated runs after warm-up.
 //! B_OFFSET=F (environment) starts B F floats past a 64-byte boundary
 //! (default 0; NumPy's arrays are 16-byte aligned, so 4, 8 or 12 is theirs).
+//! Column `packed_cold` is `gemm_packed` over a different packed copy of B on
+//! each call, COLD_MIB (default 192) MiB of them in all, more than the L3
+//! holds: B then streams from DRAM, as a model's weights do.
 
 use std::time::Instant;
 
@@ -61,8 +64,8 @@ fn main() {
     parallel::set_num_threads(threads).expect("thread pool");
     println!("threads={threads} isa={}", isa.name());
     println!(
-        "{:>6} {:>6} {:>6} {:>10} {:>12} {:>12}   (cpu-time GFLOP/s of the pool thread)",
-        "M", "K", "N", "gemm", "gemm_packed", "gemm_caller"
+        "{:>6} {:>6} {:>6} {:>10} {:>12} {:>12} {:>12}   (cpu-time GFLOP/s of the pool thread)",
+        "M", "K", "N", "gemm", "gemm_packed", "gemm_caller", "packed_cold"
     );
     // Optional M K N after THREADS ISA: measure that shape only.
     let dims: Vec<usize> = args.iter().skip(3).filter_map(|s| s.parse().ok()).collect();
@@ -74,6 +77,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let cold_mib: usize = std::env::var("COLD_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(192);
     for (m, k, n) in shapes {
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0)
@@ -93,8 +100,20 @@ fn main() {
         });
         // As Python calls: from a thread outside the pool, which takes part.
         let (caller, _) = gflops(|| gemm_with(isa, av, bv, 0.0, &mut c, n), flops);
+        let copies = (cold_mib << 20).div_ceil(4 * k * n).max(2);
+        let cold_b: Vec<PackedB> = (0..copies).map(|_| PackedB::pack(bv)).collect();
+        let mut next = 0;
+        let (cold, _) = parallel::install(|| {
+            gflops(
+                || {
+                    gemm_packed_with(isa, av, &cold_b[next], 0.0, &mut c, n);
+                    next = (next + 1) % copies;
+                },
+                flops,
+            )
+        });
         println!(
-            "{m:>6} {k:>6} {n:>6} {plain:>10.1} {pre:>12.1} {caller:>12.1}   ({plain_cpu:.1}, {pre_cpu:.1})"
+            "{m:>6} {k:>6} {n:>6} {plain:>10.1} {pre:>12.1} {caller:>12.1} {cold:>12.1}   ({plain_cpu:.1}, {pre_cpu:.1})"
         );
     }
 }

@@ -77,6 +77,37 @@ pub(crate) trait F32Vec: Copy {
         Self::load(buf.as_ptr())
     }
 
+    /// Whether [`F32Vec::load_lanes`] and [`F32Vec::store_lanes`] are single
+    /// masked instructions (AVX-512): a kernel can then start its vectors at
+    /// a cache-line boundary and mask off the lanes outside its data, rather
+    /// than have every load straddle two lines.
+    const MASKED: bool = false;
+
+    /// Lanes `lanes` of the vector at `p` (`p + lane` for each), the others
+    /// 0. Reads no other address: with [`F32Vec::MASKED`], the rest of the
+    /// vector may lie outside any allocation. `lanes.end ≤ LANES`.
+    #[inline(always)]
+    unsafe fn load_lanes(p: *const f32, lanes: std::ops::Range<usize>) -> Self {
+        debug_assert!(lanes.end <= Self::LANES && Self::LANES <= MAX_LANES);
+        let mut buf = [0.0f32; MAX_LANES];
+        for lane in lanes {
+            buf[lane] = *p.wrapping_add(lane);
+        }
+        Self::load(buf.as_ptr())
+    }
+
+    /// Stores lanes `lanes` of `self` at `p + lane`; writes no other address.
+    /// `lanes.end ≤ LANES`.
+    #[inline(always)]
+    unsafe fn store_lanes(self, p: *mut f32, lanes: std::ops::Range<usize>) {
+        debug_assert!(lanes.end <= Self::LANES && Self::LANES <= MAX_LANES);
+        let mut buf = [0.0f32; MAX_LANES];
+        self.store(buf.as_mut_ptr());
+        for lane in lanes {
+            *p.wrapping_add(lane) = buf[lane];
+        }
+    }
+
     /// Stores the first `n < LANES` lanes at `p`.
     #[inline(always)]
     unsafe fn store_partial(self, p: *mut f32, n: usize) {

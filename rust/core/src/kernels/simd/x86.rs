@@ -137,8 +137,31 @@ impl F32Vec for F32x8 {
     }
 }
 
+/// The AVX-512 mask selecting lanes `lanes` (end ≤ 16).
+#[inline(always)]
+fn lane_mask(lanes: std::ops::Range<usize>) -> __mmask16 {
+    let below = |n: usize| ((1u32 << n) - 1) as __mmask16;
+    below(lanes.end) & !below(lanes.start.min(lanes.end))
+}
+
 impl F32Vec for F32x16 {
     const LANES: usize = 16;
+    const MASKED: bool = true;
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_lanes(p: *const f32, lanes: std::ops::Range<usize>) -> Self {
+        // Masked-off lanes are not accessed (their faults are suppressed),
+        // so only `p + lane` for `lane` in `lanes` is read.
+        F32x16(_mm512_maskz_loadu_ps(lane_mask(lanes), p))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_lanes(self, p: *mut f32, lanes: std::ops::Range<usize>) {
+        // As in `load_lanes`: only the lanes in `lanes` are written.
+        _mm512_mask_storeu_ps(p, lane_mask(lanes), self.0)
+    }
 
     #[inline]
     #[target_feature(enable = "avx512f")]

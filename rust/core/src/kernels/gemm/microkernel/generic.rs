@@ -201,30 +201,18 @@ unsafe fn gemv_masked_columns<V: F32Vec, const W: usize>(
     } else {
         first
     };
-    // SAFETY: in bounds (or masked off) and on this ISA by the caller's
-    // contract; a prefetch never dereferences its address.
+    // SAFETY: in bounds, or masked off, and on this ISA by the caller's
+    // contract.
     unsafe {
-        let mut acc = [V::splat(0.0); W];
-        let mut row = b;
-        for &ap in a {
-            let av = V::splat(ap);
-            let ahead = row.wrapping_add(GEMV_PREFETCH_ROWS * ldb);
-            for (v, acc) in acc.iter_mut().enumerate() {
-                let at = row.wrapping_add(v * w);
-                if (v * w) % STRIP == 0 {
-                    V::prefetch(ahead.wrapping_add(v * w));
-                }
-                let bv = if v == 0 {
-                    V::load_lanes(at, first.clone())
-                } else if v + 1 == W {
-                    V::load_lanes(at, last.clone())
-                } else {
-                    V::load(at)
-                };
-                *acc = av.mul_add(bv, *acc);
+        let acc = gemv_sums::<V, W>(a, b, ldb, |v, at| {
+            if v == 0 {
+                V::load_lanes(at, first.clone())
+            } else if v + 1 == W {
+                V::load_lanes(at, last.clone())
+            } else {
+                V::load(at)
             }
-            row = row.wrapping_add(ldb);
-        }
+        });
         for (v, acc) in acc.iter().enumerate() {
             let at = y.wrapping_add(v * w);
             let lanes = if v == 0 {
@@ -273,8 +261,32 @@ unsafe fn gemv_columns<V: F32Vec, const W: usize>(
     y: *mut f32,
 ) {
     let w = V::LANES;
-    // SAFETY: in bounds and on this ISA by the caller's contract; a
-    // prefetch never dereferences its address.
+    // SAFETY: in bounds and on this ISA by the caller's contract.
+    unsafe {
+        let acc = gemv_sums::<V, W>(a, b, ldb, |_, at| V::load(at));
+        for (v, acc) in acc.iter().enumerate() {
+            V::load(y.add(v * w)).add(*acc).store(y.add(v * w));
+        }
+    }
+}
+
+/// The k loop of the GEMV passes: acc[v] = Σ_p a[p] · `load(v, B row p +
+/// v·LANES)`, summed from zero over p in order, one fused multiply-add each;
+/// B's row p at `b + p·ldb`.
+///
+/// # Safety
+/// `V`'s ISA is available; `load` may be called for v < W on each of the
+/// `a.len()` rows.
+#[inline(always)]
+unsafe fn gemv_sums<V: F32Vec, const W: usize>(
+    a: &[f32],
+    b: *const f32,
+    ldb: usize,
+    load: impl Fn(usize, *const f32) -> V,
+) -> [V; W] {
+    let w = V::LANES;
+    // SAFETY: on this ISA by the caller's contract; a prefetch never
+    // dereferences its address.
     unsafe {
         let mut acc = [V::splat(0.0); W];
         let mut row = b;
@@ -285,13 +297,11 @@ unsafe fn gemv_columns<V: F32Vec, const W: usize>(
                 if (v * w) % STRIP == 0 {
                     V::prefetch(ahead.wrapping_add(v * w));
                 }
-                *acc = av.mul_add(V::load(row.add(v * w)), *acc);
+                *acc = av.mul_add(load(v, row.wrapping_add(v * w)), *acc);
             }
             row = row.wrapping_add(ldb);
         }
-        for (v, acc) in acc.iter().enumerate() {
-            V::load(y.add(v * w)).add(*acc).store(y.add(v * w));
-        }
+        acc
     }
 }
 

@@ -23,8 +23,9 @@ pub(crate) mod x86;
 /// `#[target_feature]` functions: the caller guarantees that the CPU supports
 /// the ISA of `Self` (checked once by `Isa::is_available` before entering an
 /// [`isa_kernel!`] function). Pointer methods additionally need `LANES`
-/// readable (`load`) or writable (`store`) f32 values at the pointer, or `n`
-/// of them for the `_partial` forms.
+/// readable (`load`) or writable (`store`) f32 values at the pointer, `n`
+/// of them for the `_partial` forms, or those of the given lanes for the
+/// `_lanes` forms.
 pub(crate) trait F32Vec: Copy {
     const LANES: usize;
 

@@ -18,8 +18,8 @@ inputs, and the engines take turns in up to five blocks of samples each (a
 pause and at least 50 ms of warm-up calls before each block): median of at
 least --repeats samples, a sample being back-to-back calls for about 2 ms (one
 call when a call takes longer), timed together; a block holds at least 40 ms
-of samples, so cheap calls get more samples than --repeats. The ratio column is the best peer's time
-over ours: > 1 means transformer_rs is faster.
+of samples, so cheap calls get more samples than --repeats. The ratio column
+is the best peer's time over ours: > 1 means transformer_rs is faster.
 --quick runs tiny shapes once or twice: a smoke test, not a measurement.
 """
 

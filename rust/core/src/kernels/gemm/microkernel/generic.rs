@@ -49,10 +49,10 @@ pub(super) unsafe fn gemv<V: F32Vec, const W: usize, const W1: usize>(
 ) {
     let (w, n) = (V::LANES, y.len());
     let (bp, yp) = (b.as_ptr(), y.as_mut_ptr());
-    // Floats from the cache line (one vector) boundary to B's first row;
-    // with ldb a multiple of the vector, every row's.
-    let offset = (bp as usize / size_of::<f32>()) % w;
     if V::MASKED && (ldb.is_multiple_of(w) || a.len() == 1) {
+        // Floats from the cache line (one vector) boundary to B's first row;
+        // with ldb a multiple of the vector, every row's.
+        let offset = (bp as usize / size_of::<f32>()) % w;
         // SAFETY: the caller's contract, passed on.
         return unsafe { gemv_line_aligned::<V, W, W1>(a, bp, ldb, y, offset) };
     }
@@ -163,15 +163,18 @@ unsafe fn gemv_line_aligned<V: F32Vec, const W: usize, const W1: usize>(
         passes!(W, full - rest);
     } else {
         passes!(W, full);
-        for width in [8, 4, 2, 1] {
-            if width < W && vectors - v >= width {
-                match width {
-                    8 => passes!(8, 1),
-                    4 => passes!(4, 1),
-                    2 => passes!(2, 1),
-                    _ => passes!(1, 1),
-                }
-            }
+        // The rest in blocks of 8, 4, 2, 1 vectors, as in `gemv`.
+        if 8 < W && vectors - v >= 8 {
+            passes!(8, 1);
+        }
+        if 4 < W && vectors - v >= 4 {
+            passes!(4, 1);
+        }
+        if 2 < W && vectors - v >= 2 {
+            passes!(2, 1);
+        }
+        if 1 < W && vectors - v >= 1 {
+            passes!(1, 1);
         }
     }
     debug_assert_eq!(v, vectors);

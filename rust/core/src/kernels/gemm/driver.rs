@@ -31,12 +31,14 @@ use crate::parallel;
 const DIRECT_THIN_KC: usize = 32;
 
 /// KC when several row panels share a row-major B through copied micro-panels
-/// (`macro_kernel`): the copy, KC × NR (32 KiB on AVX-512), stays in L1
-/// while the row panels pass over it. Read in place by every row panel
-/// instead, a micro-panel's rows often lie a power-of-two stride apart and
-/// fall into the same few L1 sets, evicting each other between the tiles
-/// that share them. 128 and 384 measured no better.
-const COPY_KC: usize = 256;
+/// (`macro_kernel`): the copy, KC × NR (K = 512: 3 slices of 171, 32 KiB
+/// on AVX-512), stays in L1 while the row panels pass over it. Read in
+/// place by every row panel instead, a micro-panel's rows often lie a
+/// power-of-two stride apart and fall into the same few L1 sets, evicting
+/// each other between the tiles that share them. With the 32-column tile,
+/// 256 (32 KiB) was best, 128 and 384 no better; with 48 columns 128–192
+/// measured level with or above 256 (48 KiB, all of L1).
+const COPY_KC: usize = 192;
 
 /// Where the driver reads B [K×N] from.
 pub(super) enum BSource<'a> {
@@ -176,7 +178,8 @@ struct Plan {
     /// B is row-major and shared by several row panels: the first copies
     /// each micro-panel it reads for the others (`macro_kernel`).
     copy_b_panels: bool,
-    /// Strips per tile in loop 2 (a power of two).
+    /// Strips per tile in loop 2: STRIPS, or `max_strips(m)` for thin
+    /// products; the last tiles of a block take powers of two below it.
     tile_strips: usize,
     /// C [M×N] is cut into `row_blocks` × `col_blocks` items, the columns
     /// in blocks of `chunk` strips (N has `n_strips`).
@@ -522,8 +525,8 @@ fn run_tile<K: MicroKernel>(
     let (i0, j0) = at;
     if j0 + width <= n {
         // SAFETY: K's ISA is available (asserted by the public entry that
-        // chose K); the plan only makes tiles with rows ≤ MR and strips a power
-        // of two ≤ max_strips(rows); a_panel holds kc·rows values; `panel`
+        // chose K); the plan only makes tiles with rows ≤ MR and strips
+        // STRIPS, max_strips(rows) or a power of two below; a_panel holds kc·rows values; `panel`
         // covers kc rows of `strips` strips inside B (or its padding), and
         // its `pack_into`, when set, kc·16·strips f32 (checked by
         // `macro_kernel`, the one place that sets it); C rows

@@ -113,9 +113,11 @@ fn check_case(
 
 #[test]
 fn shapes_around_tile_and_block_edges() {
-    // 0/1, odd sizes, MR (4, 6, 14) ± 1, strips (16, 32, 64, 128) ± 1,
-    // KC (256, 512) ± 1, MC (64, 120, 168), NC (2048 columns).
-    let dims = [0, 1, 2, 3, 5, 7, 13, 14, 15, 17, 29, 31, 33, 63, 65];
+    // 0/1, odd sizes, MR (4, 6, 9) ± 1, strips (16, 32, 48, 64, 128) ± 1,
+    // KC (171, 256, 512) ± 1, MC (64, 120, 162), NC (2048 columns).
+    let dims = [
+        0, 1, 2, 3, 5, 7, 8, 9, 10, 13, 15, 17, 29, 31, 33, 47, 49, 63, 65,
+    ];
     let mut rng = Rng::new(0x5EED);
     for isa in dispatch::available() {
         for &m in &dims {
@@ -156,6 +158,8 @@ fn shapes_around_tile_and_block_edges() {
             (200, 40, 2100, 1.0),
             (70, 1025, 40, 1.0),
             (300, 70, 50, 0.5),
+            (10, 172, 97, 1.0),
+            (163, 345, 49, 0.5),
         ] {
             check_case(
                 isa,

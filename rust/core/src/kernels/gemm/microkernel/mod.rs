@@ -66,16 +66,16 @@ pub(super) trait MicroKernel {
     /// Columns of B swept per block (a KC×NC block of B stays in L3).
     const NC: usize;
 
-    /// The widest tile, in strips (a power of two ≥ STRIPS), for a panel of
-    /// `rows ≤ MR` rows.
+    /// The widest tile, in strips (STRIPS, or a power of two above it), for
+    /// a panel of `rows ≤ MR` rows.
     fn max_strips(rows: usize) -> usize;
 
     /// C[rows × 16·strips] (leading dimension `ldc`) = beta·C + Ã·B̃ over `kc`
     /// steps; `beta == 0` writes C without reading it.
     ///
     /// # Safety
-    /// The CPU runs this kernel's ISA; `1 ≤ rows ≤ MR`; `strips` is a power of
-    /// two ≤ `max_strips(rows)`; `a` is readable for `kc·rows` f32; `b` for
+    /// The CPU runs this kernel's ISA; `1 ≤ rows ≤ MR`; `strips` is STRIPS,
+    /// `max_strips(rows)` or a power of two below it; `a` is readable for `kc·rows` f32; `b` for
     /// `kc` rows of `strips` strips; `c` writable (and, unless `beta == 0`,
     /// readable) for `rows` rows of `16·strips` f32 at stride `ldc`; unless
     /// `b.pack_into` is null, it is writable for `16·strips·kc` f32.
@@ -126,7 +126,8 @@ pub(super) fn check_gemv(a: &[f32], b: &[f32], ldb: usize, n: usize) {
 
 /// Implements [`MicroKernel::max_strips`] and [`MicroKernel::tile`] from one
 /// list of the tiles an ISA instantiates, `rows => [strips, ...]` with the
-/// strips ascending, so the widest tile the driver asks for always exists.
+/// strips ascending, the widest last: each row count lists STRIPS, its
+/// widest, and every power of two below it (what loop 2 asks for).
 /// Expands inside the `impl MicroKernel` block, next to the ISA's own
 /// `tile::<R, S>` function.
 macro_rules! tiles {

@@ -475,8 +475,8 @@ fn pack_a_rows_equals_one_value_at_a_time() {
     use super::microkernel::{with_kernel, MicroKernel};
     let mut rng = Rng::new(23);
     for isa in dispatch::available() {
-        // Heights around the 8-row groups (one, several, overlapping last
-        // group), widths around the 8-column blocks, a row stride past kc.
+        // Heights around the 8-row groups (one, several, rows left after
+        // them), widths around the 8-column blocks, a row stride past kc.
         for rows in 1..=16 {
             for kc in [1, 7, 8, 9, 17, 64] {
                 let lda = kc + 3;

@@ -64,9 +64,10 @@ const PACK_A_PREFETCH: usize = 64;
 /// 8 loads, 24 shuffles and 8 stores per 64 values, where one value at a
 /// time takes a load and a store each, with each row prefetched (packing A
 /// was ~15% of a BERT layer's GEMM time at N = 384; of 1024×512×512, 8% one
-/// value at a time, 5% here). Rows go in groups of 8 at 0, 8, ..., and a last
-/// group at h - 8 that may overlap the one before (rewriting equal values);
-/// the last kc % 8 columns go one value at a time.
+/// value at a time, 5% here). Rows go in groups of 8 at 0, 8, ...; the last
+/// kc % 8 columns of those, and the h % 8 rows after them, one value at a
+/// time (a 9-row panel is one group and one row: an overlapping second
+/// group would transpose 16 rows for 9).
 ///
 /// # Safety
 /// AVX2 is available; 8 ≤ h = `rows`; kc ≥ 8; `a` holds (h-1)·lda + kc
@@ -75,9 +76,8 @@ const PACK_A_PREFETCH: usize = 64;
 unsafe fn pack_a_rows_8x8(a: &[f32], lda: usize, rows: usize, kc: usize, panel: &mut [f32]) {
     use std::arch::x86_64::*;
     let (src, dst) = (a.as_ptr(), panel.as_mut_ptr());
-    let groups = (0..rows - 7)
-        .step_by(8)
-        .chain((!rows.is_multiple_of(8)).then_some(rows - 8));
+    let grouped = rows / 8 * 8;
+    let groups = (0..grouped).step_by(8);
     let mut p = 0;
     while p + 8 <= kc {
         for i0 in groups.clone() {
@@ -128,8 +128,13 @@ unsafe fn pack_a_rows_8x8(a: &[f32], lda: usize, rows: usize, kc: usize, panel: 
         p += 8;
     }
     for p in p..kc {
-        for i in 0..rows {
+        for i in 0..grouped {
             panel[p * rows + i] = a[i * lda + p];
+        }
+    }
+    for i in grouped..rows {
+        for (p, &x) in a[i * lda..][..kc].iter().enumerate() {
+            panel[p * rows + i] = x;
         }
     }
 }

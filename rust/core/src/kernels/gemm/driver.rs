@@ -90,7 +90,18 @@ impl<'a> BSource<'a> {
                 k_stride: b.row_stride,
                 strip_stride: STRIP,
                 pack_into: std::ptr::null_mut(),
+                next: std::ptr::null(),
             },
+        }
+    }
+
+    /// The micro-panel at strip `js`, row `pc`, for the tiles before it to
+    /// prefetch (`BPanel::next`): packed B only (a row-major B read in place
+    /// is in cache or prefetched row by row), and null past `end`.
+    fn next_panel(&self, js: usize, end: usize, pc: usize) -> *const f32 {
+        match self {
+            BSource::Strips { .. } if js < end => self.panel(js, pc).ptr,
+            _ => std::ptr::null(),
         }
     }
 
@@ -478,6 +489,7 @@ fn macro_kernel<K: MicroKernel>(
             1 << avail.ilog2()
         };
         let read = b.panel(js, blk.pc);
+        let next = b.next_panel(js + s, blk.strips.end, blk.pc);
         let copy_to = copy.as_deref_mut().map(|copy| {
             assert!(
                 copy.len() >= blk.kc * s * STRIP,
@@ -488,6 +500,9 @@ fn macro_kernel<K: MicroKernel>(
         // Loop 1 (ir, MR): one A micro-panel per tile.
         for (r0, height) in row_panels(blk.rows.len(), K::MR) {
             let panel = match copy_to {
+                // The first row panel's tile waits on this micro-panel; the
+                // others, reading it from cache, fetch the next.
+                None if r0 > 0 => BPanel { next, ..read },
                 None => read,
                 Some(to) if r0 == 0 => BPanel {
                     pack_into: to,

@@ -7,7 +7,7 @@
 //! the whole tile (R × S × Q accumulators) lives in one function compiled for
 //! its ISA and stays in registers.
 
-use super::{BPanel, STRIP};
+use super::{BPanel, NEXT_PANEL_STEPS, STRIP};
 use crate::kernels::simd::F32Vec;
 
 /// How many k steps ahead the tile prefetches a B read in place: enough to
@@ -374,7 +374,9 @@ pub(super) unsafe fn tile<V: F32Vec, const R: usize, const S: usize, const Q: us
 /// The k loop of [`tile`]: acc[i][s][q] += Σ_k Ã[k, i] · B̃[k, 16s + q·LANES..];
 /// with `COPY`, each B vector loaded is also stored to `b.pack_into` as
 /// packed strips (k stride 16, strip stride 16·kc) for the tiles after this
-/// one to read instead of B.
+/// one to read instead of B. Unless `b.next` is null, every
+/// [`NEXT_PANEL_STEPS`] steps it prefetches one line of each strip of the
+/// next micro-panel, at the same k.
 ///
 /// # Safety
 /// As [`tile`]; with `COPY`, `b.pack_into` is writable for 16·S·kc f32.
@@ -396,40 +398,52 @@ unsafe fn k_steps<V: F32Vec, const R: usize, const S: usize, const Q: usize, con
     } else {
         B_PREFETCH_ROWS
     } * b.k_stride;
-    for _ in 0..kc {
-        for s in 0..S {
-            // SAFETY: a prefetch never dereferences its address.
-            unsafe { V::prefetch(b_row.wrapping_add(ahead + s * b.strip_stride)) };
+    let mut k = 0;
+    while k < kc {
+        if !b.next.is_null() {
+            for s in 0..S {
+                let line = b.next.wrapping_add(s * b.strip_stride + k * b.k_stride);
+                // SAFETY: a prefetch never dereferences its address.
+                unsafe { V::prefetch(line) };
+            }
         }
-        // SAFETY: `V`'s ISA is available (caller).
-        let mut bv = [[unsafe { V::splat(0.0) }; Q]; S];
-        for s in 0..S {
-            for q in 0..Q {
-                // SAFETY: strip s < S of the current row holds 16 readable
-                // f32; with COPY, so does the copy's (caller).
-                unsafe {
-                    bv[s][q] = V::load(b_row.add(s * b.strip_stride + q * w));
-                    if COPY {
-                        bv[s][q].store(copy_row.add(s * kc * STRIP + q * w));
+        let steps = (kc - k).min(NEXT_PANEL_STEPS);
+        k += steps;
+        for _ in 0..steps {
+            for s in 0..S {
+                // SAFETY: a prefetch never dereferences its address.
+                unsafe { V::prefetch(b_row.wrapping_add(ahead + s * b.strip_stride)) };
+            }
+            // SAFETY: `V`'s ISA is available (caller).
+            let mut bv = [[unsafe { V::splat(0.0) }; Q]; S];
+            for s in 0..S {
+                for q in 0..Q {
+                    // SAFETY: strip s < S of the current row holds 16 readable
+                    // f32; with COPY, so does the copy's (caller).
+                    unsafe {
+                        bv[s][q] = V::load(b_row.add(s * b.strip_stride + q * w));
+                        if COPY {
+                            bv[s][q].store(copy_row.add(s * kc * STRIP + q * w));
+                        }
                     }
                 }
             }
-        }
-        for i in 0..R {
-            // SAFETY: the current k step of Ã holds R readable f32.
-            let ai = unsafe { V::splat(*a_step.add(i)) };
-            for s in 0..S {
-                for q in 0..Q {
-                    // SAFETY: `V`'s ISA is available.
-                    acc[i][s][q] = unsafe { ai.mul_add(bv[s][q], acc[i][s][q]) };
+            for i in 0..R {
+                // SAFETY: the current k step of Ã holds R readable f32.
+                let ai = unsafe { V::splat(*a_step.add(i)) };
+                for s in 0..S {
+                    for q in 0..Q {
+                        // SAFETY: `V`'s ISA is available.
+                        acc[i][s][q] = unsafe { ai.mul_add(bv[s][q], acc[i][s][q]) };
+                    }
                 }
             }
+            // Wrapping: after the last step these point past the operands and
+            // are never read.
+            a_step = a_step.wrapping_add(R);
+            b_row = b_row.wrapping_add(b.k_stride);
+            copy_row = copy_row.wrapping_add(STRIP);
         }
-        // Wrapping: after the last step these point past the operands and
-        // are never read.
-        a_step = a_step.wrapping_add(R);
-        b_row = b_row.wrapping_add(b.k_stride);
-        copy_row = copy_row.wrapping_add(STRIP);
     }
 }
 

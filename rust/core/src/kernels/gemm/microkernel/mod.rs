@@ -27,14 +27,29 @@ use super::pack::STRIP;
 /// `strip_stride = 16`. Unless `pack_into` is null, the tile also writes
 /// the block there as packed strips (element (p, j) at `pack_into + p·16 +
 /// (j / 16)·16·kc + j % 16`), so that the other row panels sharing this B
-/// read it from there.
+/// read it from there. Unless `next` is null, it is the next micro-panel
+/// of the same packed B (same strides), which the tile starts on its way
+/// from memory ([`NEXT_PANEL_STEPS`]).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct BPanel {
     pub ptr: *const f32,
     pub k_stride: usize,
     pub strip_stride: usize,
     pub pack_into: *mut f32,
+    pub next: *const f32,
 }
+
+/// A tile given the next micro-panel (`BPanel::next`) prefetches one line
+/// of each of its strips every this many k steps: one line in 16, and the
+/// L2's own streamer, seeing the addresses climb through each page, brings
+/// in the lines between. So a micro-panel that the first row panel's tile
+/// reads from DRAM arrives while the other row panels' tiles run from L2,
+/// instead of in one stall; with every line prefetched, the prefetches
+/// (each holding one of the core's few L1 miss buffers for a DRAM round
+/// trip) starve the tiles' own loads and it was slower. Standalone model
+/// of M = 36 (4 row panels, 9 × 48 tiles, 192 MiB of packed B): 118 →
+/// 129 GFLOP/s; every 8 lines 122, every 64 125–129; L2 hint (T1) 122–128.
+pub(super) const NEXT_PANEL_STEPS: usize = 16;
 
 impl BPanel {
     /// Packed strips from `ptr` on, each holding `k` rows of 16 (so strip
@@ -45,6 +60,7 @@ impl BPanel {
             k_stride: STRIP,
             strip_stride: k * STRIP,
             pack_into: std::ptr::null_mut(),
+            next: std::ptr::null(),
         }
     }
 }

@@ -537,3 +537,49 @@ fn gemv_at_every_offset_in_a_cache_line() {
         }
     }
 }
+
+#[test]
+fn row_major_b_read_in_place_at_every_offset_in_a_cache_line() {
+    // B read in place (M ≤ 256: thin tiles for M ≤ MR, the first row
+    // panel's tile copying it above), its rows starting at every offset in
+    // their cache lines: with masked loads (AVX-512) each row is read as
+    // whole lines and its vectors joined from two of them. Every C[i, j] is
+    // the same sum, in the same order, at every offset: bit-identical on
+    // each ISA. (Not across ISAs: the K slices depend on whether M ≤ MR.)
+    // The last shape's rows are not a whole number of vectors apart, so
+    // they start at different offsets and are read in place.
+    let mut rng = Rng::new(37);
+    let shapes = [
+        (4, 40, 48, 48),
+        (4, 300, 100, 112),
+        (3, 64, 16, 16),
+        (9, 33, 144, 144),
+        (20, 200, 100, 112),
+        (20, 5, 47, 48),
+        (12, 400, 200, 208),
+        (20, 30, 50, 50),
+    ];
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (m, k, n, ldb) in shapes {
+        let ad = rng.vec(m * k, -1.0, 1.0);
+        let a = MatRef::row_major(&ad, m, k);
+        let values = rng.vec(k * ldb, -1.0, 1.0);
+        let c0 = rng.vec(m * n, -1.0, 1.0);
+        let (want, bound) = reference(a, MatRef::new(&values, k, n, ldb, 1), 0.5, &c0, n);
+        for isa in dispatch::available() {
+            // The result at offset 0.
+            let mut first: Option<Vec<f32>> = None;
+            let mut data = AlignedBuf::zeroed(16 + k * ldb);
+            for offset in 0..16 {
+                data.as_mut_slice()[offset..][..k * ldb].copy_from_slice(&values);
+                let b = MatRef::new(&data.as_slice()[offset..], k, n, ldb, 1);
+                let mut c = c0.clone();
+                gemm_with(isa, a, b, 0.5, &mut c, n);
+                let what = format!("{} m={m} k={k} n={n} ldb={ldb} offset={offset}", isa.name());
+                assert_close(&c, &want, &bound, &what);
+                let first = first.get_or_insert_with(|| c.clone());
+                assert_eq!(bits(&c), bits(first), "{what}: another sum");
+            }
+        }
+    }
+}

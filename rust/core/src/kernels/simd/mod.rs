@@ -109,6 +109,28 @@ pub(crate) trait F32Vec: Copy {
         }
     }
 
+    /// The lane permutation [`F32Vec::concat_shifted`] applies for `shift`
+    /// (< LANES), prepared once for a loop of them.
+    #[inline(always)]
+    unsafe fn shift_index(shift: usize) -> Self {
+        Self::splat(shift as f32)
+    }
+
+    /// LANES consecutive values of `lo` followed by `hi`, from lane
+    /// `shift` of `lo` on (`index` = `shift_index(shift)`): the vector
+    /// starting `shift` lanes past `lo`'s, built from two whole-line
+    /// vectors. One permute with [`F32Vec::MASKED`] (AVX-512); elsewhere
+    /// through memory, correct but slow (kernels use it only when MASKED).
+    #[inline(always)]
+    unsafe fn concat_shifted(lo: Self, hi: Self, index: Self) -> Self {
+        let mut buf = [0.0f32; 2 * MAX_LANES];
+        index.store(buf.as_mut_ptr());
+        let shift = buf[0] as usize;
+        lo.store(buf.as_mut_ptr());
+        hi.store(buf.as_mut_ptr().add(Self::LANES));
+        Self::load(buf.as_ptr().add(shift))
+    }
+
     /// Stores the first `n < LANES` lanes at `p`.
     #[inline(always)]
     unsafe fn store_partial(self, p: *mut f32, n: usize) {
@@ -211,5 +233,50 @@ pub(crate) fn for_each_chunk(x: &mut [f32], f: impl Fn(&mut [f32]) + Sync + Send
     } else {
         use rayon::prelude::*;
         x.par_chunks_mut(PAR_MIN_ELEMS).for_each(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::dispatch;
+
+    isa_kernel! {
+        fn lanes() -> usize = lanes_generic
+    }
+
+    isa_kernel! {
+        fn concat_shifted_of(x: &[f32], shift: usize, out: &mut [f32]) = concat_shifted_generic
+    }
+
+    #[inline(always)]
+    unsafe fn lanes_generic<V: F32Vec>() -> usize {
+        V::LANES
+    }
+
+    /// out[..LANES] = `concat_shifted` of the vectors at x[0] and x[LANES].
+    #[inline(always)]
+    unsafe fn concat_shifted_generic<V: F32Vec>(x: &[f32], shift: usize, out: &mut [f32]) {
+        assert!(x.len() >= 2 * V::LANES && out.len() >= V::LANES);
+        // SAFETY: the ISA is the caller's; x holds two vectors, out one.
+        unsafe {
+            let (lo, hi) = (V::load(x.as_ptr()), V::load(x.as_ptr().add(V::LANES)));
+            V::concat_shifted(lo, hi, V::shift_index(shift)).store(out.as_mut_ptr());
+        }
+    }
+
+    #[test]
+    fn concat_shifted_is_the_vector_shift_lanes_on() {
+        let x: Vec<f32> = (0..2 * MAX_LANES).map(|i| i as f32 - 7.5).collect();
+        for isa in dispatch::available() {
+            // SAFETY: `available()` only lists ISAs this CPU runs.
+            let w = unsafe { lanes(isa) };
+            for shift in 0..w {
+                let mut out = vec![f32::NAN; w];
+                // SAFETY: as above.
+                unsafe { concat_shifted_of(isa, &x, shift, &mut out) };
+                assert_eq!(out, x[shift..][..w], "{} shift {shift}", isa.name());
+            }
+        }
     }
 }

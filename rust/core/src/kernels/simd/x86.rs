@@ -165,6 +165,25 @@ impl F32Vec for F32x16 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
+    unsafe fn shift_index(shift: usize) -> Self {
+        // Lane i takes element shift + i of lo:hi (indices 16..31 are hi's).
+        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let index = _mm512_add_epi32(lanes, _mm512_set1_epi32(shift as i32));
+        F32x16(_mm512_castsi512_ps(index))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn concat_shifted(lo: Self, hi: Self, index: Self) -> Self {
+        F32x16(_mm512_permutex2var_ps(
+            lo.0,
+            _mm512_castps_si512(index.0),
+            hi.0,
+        ))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
     unsafe fn prefetch(p: *const f32) {
         _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>())
     }

@@ -511,31 +511,61 @@ fn gemv_at_every_offset_in_a_cache_line() {
         (4, 257, 272),
         (2, 1000, 1024),
     ];
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for (k, n, ldb) in shapes {
-        let ad = rng.vec(k, -1.0, 1.0);
-        let a = MatRef::row_major(&ad, 1, k);
-        let values = rng.vec(k * ldb, -1.0, 1.0);
-        let c0 = rng.vec(n, -1.0, 1.0);
-        let (want, bound) = reference(a, MatRef::new(&values, k, n, ldb, 1), 0.5, &c0, n);
         // The first result of an ISA with FMA.
         let mut fused: Option<Vec<f32>> = None;
-        for isa in dispatch::available() {
-            let mut data = AlignedBuf::zeroed(16 + k * ldb);
-            for offset in 0..16 {
-                data.as_mut_slice()[offset..][..k * ldb].copy_from_slice(&values);
-                let b = MatRef::new(&data.as_slice()[offset..], k, n, ldb, 1);
-                let mut c = c0.clone();
-                gemm_with(isa, a, b, 0.5, &mut c, n);
-                let what = format!("{} k={k} n={n} offset={offset}", isa.name());
-                assert_close(&c, &want, &bound, &what);
-                if isa != Isa::Scalar {
-                    let fused = fused.get_or_insert_with(|| c.clone());
-                    assert_eq!(bits(&c), bits(fused), "{what}: another sum");
-                }
+        for (isa, c) in results_at_every_b_offset(1, k, n, ldb, &mut rng) {
+            if isa != Isa::Scalar {
+                let fused = fused.get_or_insert_with(|| c.clone());
+                assert_eq!(
+                    bits(&c),
+                    bits(fused),
+                    "{} k={k} n={n}: another sum",
+                    isa.name()
+                );
             }
         }
     }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// C = 0.5·C + A[M×K]·B[K×N] on every ISA, with B's rows (`ldb` apart)
+/// copied to start at each offset 0..16 floats past a cache line: checks
+/// each result against the reference, and that each ISA's results are the
+/// same bit for bit at every offset; returns each ISA's result.
+fn results_at_every_b_offset(
+    m: usize,
+    k: usize,
+    n: usize,
+    ldb: usize,
+    rng: &mut Rng,
+) -> Vec<(Isa, Vec<f32>)> {
+    let ad = rng.vec(m * k, -1.0, 1.0);
+    let a = MatRef::row_major(&ad, m, k);
+    let values = rng.vec(k * ldb, -1.0, 1.0);
+    let c0 = rng.vec(m * n, -1.0, 1.0);
+    let (want, bound) = reference(a, MatRef::new(&values, k, n, ldb, 1), 0.5, &c0, n);
+    let mut results = Vec::new();
+    for isa in dispatch::available() {
+        // The result at offset 0.
+        let mut first: Option<Vec<f32>> = None;
+        let mut data = AlignedBuf::zeroed(16 + k * ldb);
+        for offset in 0..16 {
+            data.as_mut_slice()[offset..][..k * ldb].copy_from_slice(&values);
+            let b = MatRef::new(&data.as_slice()[offset..], k, n, ldb, 1);
+            let mut c = c0.clone();
+            gemm_with(isa, a, b, 0.5, &mut c, n);
+            let what = format!("{} m={m} k={k} n={n} ldb={ldb} offset={offset}", isa.name());
+            assert_close(&c, &want, &bound, &what);
+            let first = first.get_or_insert_with(|| c.clone());
+            assert_eq!(bits(&c), bits(first), "{what}: another sum");
+        }
+        results.push((isa, first.expect("16 offsets")));
+    }
+    results
 }
 
 #[test]
@@ -559,27 +589,7 @@ fn row_major_b_read_in_place_at_every_offset_in_a_cache_line() {
         (12, 400, 200, 208),
         (20, 30, 50, 50),
     ];
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for (m, k, n, ldb) in shapes {
-        let ad = rng.vec(m * k, -1.0, 1.0);
-        let a = MatRef::row_major(&ad, m, k);
-        let values = rng.vec(k * ldb, -1.0, 1.0);
-        let c0 = rng.vec(m * n, -1.0, 1.0);
-        let (want, bound) = reference(a, MatRef::new(&values, k, n, ldb, 1), 0.5, &c0, n);
-        for isa in dispatch::available() {
-            // The result at offset 0.
-            let mut first: Option<Vec<f32>> = None;
-            let mut data = AlignedBuf::zeroed(16 + k * ldb);
-            for offset in 0..16 {
-                data.as_mut_slice()[offset..][..k * ldb].copy_from_slice(&values);
-                let b = MatRef::new(&data.as_slice()[offset..], k, n, ldb, 1);
-                let mut c = c0.clone();
-                gemm_with(isa, a, b, 0.5, &mut c, n);
-                let what = format!("{} m={m} k={k} n={n} ldb={ldb} offset={offset}", isa.name());
-                assert_close(&c, &want, &bound, &what);
-                let first = first.get_or_insert_with(|| c.clone());
-                assert_eq!(bits(&c), bits(first), "{what}: another sum");
-            }
-        }
+        results_at_every_b_offset(m, k, n, ldb, &mut rng);
     }
 }

@@ -111,7 +111,7 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: 
             pack::strip_count(n) * k * pack::STRIP,
             |strips| {
                 let parallel = k * n >= pack::PAR_PACK_MIN && !runs_on_calling_thread(a.rows, k, n);
-                pack::pack_b(b, strips, parallel);
+                pack::pack_b(isa, b, strips, parallel);
                 driver::run(
                     isa,
                     a,

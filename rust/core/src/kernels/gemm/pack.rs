@@ -14,8 +14,9 @@ use std::ops::Range;
 
 use crate::parallel;
 
-use super::microkernel::MicroKernel;
+use super::microkernel::{with_kernel, MicroKernel};
 use super::MatRef;
+use crate::kernels::dispatch::Isa;
 
 /// Columns per B strip: one AVX-512 vector, two AVX2 vectors, four NEON vectors.
 pub(super) const STRIP: usize = 16;
@@ -112,13 +113,14 @@ pub(super) fn strip_count(n: usize) -> usize {
 const STRIP_GROUP: usize = 8;
 
 /// Packs all of B [K×N] into `out` (`strip_count(N) · K · 16` elements),
-/// padding columns set to 0; on the kernel pool if `parallel`.
-pub(super) fn pack_b(b: MatRef, out: &mut [f32], parallel: bool) {
+/// padding columns set to 0; on the kernel pool if `parallel`, with `isa`'s
+/// kernels (available: checked by the caller).
+pub(super) fn pack_b(isa: Isa, b: MatRef, out: &mut [f32], parallel: bool) {
     let group_len = b.rows * STRIP * STRIP_GROUP;
     if group_len == 0 {
         return;
     }
-    let pack_group = |g: usize, strips: &mut [f32]| pack_b_strips(b, g * STRIP_GROUP, strips);
+    let pack_group = |g: usize, strips: &mut [f32]| pack_b_strips(isa, b, g * STRIP_GROUP, strips);
     if parallel {
         parallel::for_each_chunk_mut(out, group_len, pack_group);
     } else {
@@ -130,11 +132,27 @@ pub(super) fn pack_b(b: MatRef, out: &mut [f32], parallel: bool) {
 
 /// Packs the strips from `first` on into `out`: whole strips of K×16, as
 /// many as `out` holds.
-fn pack_b_strips(b: MatRef, first: usize, out: &mut [f32]) {
+fn pack_b_strips(isa: Isa, b: MatRef, first: usize, out: &mut [f32]) {
     let strip_len = b.rows * STRIP;
     if b.col_stride != 1 {
         for (s, strip) in out.chunks_mut(strip_len).enumerate() {
-            pack_b_strip(b, first + s, strip);
+            let j0 = (first + s) * STRIP;
+            if b.row_stride == 1 && j0 + STRIP <= b.cols {
+                // A column-major B (a Linear weight as Wᵀ, the keys as Kᵀ
+                // in attention) has its 16 columns as 16 contiguous rows of
+                // Bᵀ: packing them is packing a 16-row panel of A, which
+                // the ISA's kernel does by 8 × 8 blocks transposed in
+                // registers (one value at a time was ~3% of the encoder's
+                // time at B=8, S=128, in the keys alone).
+                let columns = &b.data[j0 * b.col_stride..];
+                // SAFETY: the caller checked that `isa` is available; the
+                // slice bounds are checked.
+                with_kernel!(isa, K => unsafe {
+                    K::pack_a_rows(columns, b.col_stride, STRIP, strip)
+                });
+            } else {
+                pack_b_strip(b, first + s, strip);
+            }
         }
         return;
     }

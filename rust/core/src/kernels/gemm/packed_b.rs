@@ -3,6 +3,7 @@
 use super::buffer::AlignedBuf;
 use super::pack::{pack_b, strip_count, PAR_PACK_MIN, STRIP};
 use super::MatRef;
+use crate::kernels::dispatch;
 
 /// B [K×N] packed once into the strip layout every micro-kernel reads (see
 /// `pack`): strips of 16 columns, each K rows long, the last one
@@ -20,7 +21,13 @@ impl PackedB {
     /// Packs B [K×N] (any strides).
     pub fn pack(b: MatRef) -> Self {
         let mut strips = AlignedBuf::zeroed(strip_count(b.cols) * b.rows * STRIP);
-        pack_b(b, strips.as_mut_slice(), b.rows * b.cols >= PAR_PACK_MIN);
+        let isa = dispatch::selected();
+        pack_b(
+            isa,
+            b,
+            strips.as_mut_slice(),
+            b.rows * b.cols >= PAR_PACK_MIN,
+        );
         PackedB {
             k: b.rows,
             n: b.cols,

@@ -474,10 +474,12 @@ unsafe fn k_steps<
                     unsafe {
                         bv[s][q] = if SHIFTED {
                             let t = s * Q + q;
+                            // Wrapping: `base` itself may lie before B.
+                            let at = base.wrapping_add((t + 1) * w);
                             let next = if t + 1 == S * Q {
-                                V::load_lanes(base.add((t + 1) * w), 0..shift)
+                                V::load_lanes(at, 0..shift)
                             } else {
-                                V::load(base.add((t + 1) * w))
+                                V::load(at)
                             };
                             let joined = V::concat_shifted(line, next, index);
                             line = next;

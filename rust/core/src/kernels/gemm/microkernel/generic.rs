@@ -52,7 +52,7 @@ pub(super) unsafe fn gemv<V: F32Vec, const W: usize, const W1: usize>(
     if V::MASKED && (ldb.is_multiple_of(w) || a.len() == 1) {
         // Floats from the cache line (one vector) boundary to B's first row;
         // with ldb a multiple of the vector, every row's.
-        let offset = (bp as usize / size_of::<f32>()) % w;
+        let offset = floats_past_vector::<V>(bp);
         // SAFETY: the caller's contract, passed on.
         return unsafe { gemv_line_aligned::<V, W, W1>(a, bp, ldb, y, offset) };
     }
@@ -91,6 +91,13 @@ pub(super) unsafe fn gemv<V: F32Vec, const W: usize, const W1: usize>(
             .fold(0.0f32, |sum, (p, &ap)| ap.mul_add(b[p * ldb + jj], sum));
         *yj += sum;
     }
+}
+
+/// Floats from the vector boundary (on AVX-512, the cache line) at or
+/// before `p` to `p`.
+#[inline(always)]
+fn floats_past_vector<V: F32Vec>(p: *const f32) -> usize {
+    (p as usize / size_of::<f32>()) % V::LANES
 }
 
 /// [`gemv`] for B whose rows start `offset` (< LANES) floats past a cache
@@ -346,7 +353,7 @@ pub(super) unsafe fn tile<V: F32Vec, const R: usize, const S: usize, const Q: us
     // boundary: NumPy's arrays are 16-byte aligned, and then each of its
     // vector loads would straddle two cache lines. With masked loads it is
     // read as whole lines instead (`k_steps`' SHIFTED).
-    let shift = (b.ptr as usize / size_of::<f32>()) % w;
+    let shift = floats_past_vector::<V>(b.ptr);
     let shifted =
         V::MASKED && shift != 0 && b.strip_stride == STRIP && b.k_stride.is_multiple_of(w);
     // SAFETY: the caller's contract, passed on; the copy, when asked for,
@@ -450,46 +457,16 @@ unsafe fn k_steps<
                 // SAFETY: as above.
                 unsafe { V::prefetch(b_row.wrapping_add(ahead + S * STRIP - 1)) };
             }
-            // SAFETY: `V`'s ISA is available (caller).
-            let mut bv = [[unsafe { V::splat(0.0) }; Q]; S];
-            // With SHIFTED: the row's whole vectors from the boundary
-            // before it; `line` is the current one.
-            let base = b_row.wrapping_sub(shift);
-            // SAFETY: lanes shift.. of the first vector are the row's first
-            // values (SHIFTED only: the caller's contract).
-            let mut line = unsafe {
-                if SHIFTED {
-                    V::load_lanes(base, shift..w)
-                } else {
-                    V::splat(0.0)
-                }
-            };
-            for s in 0..S {
-                for q in 0..Q {
-                    // SAFETY: strip s < S of the current row holds 16 readable
-                    // f32 (with SHIFTED, vector t + 1 from `base` holds the
-                    // row's values up to its end: whole, or its first
-                    // `shift` lanes for the last); with COPY, the copy's
-                    // strip s holds 16 writable f32 (caller).
-                    unsafe {
-                        bv[s][q] = if SHIFTED {
-                            let t = s * Q + q;
-                            // Wrapping: `base` itself may lie before B.
-                            let at = base.wrapping_add((t + 1) * w);
-                            let next = if t + 1 == S * Q {
-                                V::load_lanes(at, 0..shift)
-                            } else {
-                                V::load(at)
-                            };
-                            let joined = V::concat_shifted(line, next, index);
-                            line = next;
-                            joined
-                        } else {
-                            V::load(b_row.add(s * b.strip_stride + q * w))
-                        };
-                        if COPY {
-                            bv[s][q].store(copy_row.add(s * kc * STRIP + q * w));
-                        }
+            // SAFETY: the current row of B is readable as `b_row_vectors`
+            // needs (the caller's contract).
+            let bv =
+                unsafe { b_row_vectors::<V, S, Q, SHIFTED>(b_row, b.strip_stride, shift, index) };
+            if COPY {
+                for s in 0..S {
+                    for q in 0..Q {
+                        // SAFETY: the copy's strip s holds 16 writable f32
+                        // at this k step (caller).
+                        unsafe { bv[s][q].store(copy_row.add(s * kc * STRIP + q * w)) };
                     }
                 }
             }
@@ -509,6 +486,58 @@ unsafe fn k_steps<
             b_row = b_row.wrapping_add(b.k_stride);
             copy_row = copy_row.wrapping_add(STRIP);
         }
+    }
+}
+
+/// One k step's row of B̃: S strips of Q vectors, strip s at `row + s ·
+/// strip_stride`. With `SHIFTED` (strips side by side, `row` `shift` floats
+/// past a vector boundary), read as the S·Q + 1 whole vectors from that
+/// boundary on, the first and last masked to the row's values, each of the
+/// row's vectors joined from two of them ([`F32Vec::concat_shifted`],
+/// `index` = `shift_index(shift)`).
+///
+/// # Safety
+/// `V`'s ISA is available; the S strips of 16 f32 at `row` are readable;
+/// with `SHIFTED`, `V::MASKED`, `strip_stride` is 16 and 0 < `shift` <
+/// LANES.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn b_row_vectors<V: F32Vec, const S: usize, const Q: usize, const SHIFTED: bool>(
+    row: *const f32,
+    strip_stride: usize,
+    shift: usize,
+    index: V,
+) -> [[V; Q]; S] {
+    let w = V::LANES;
+    // SAFETY: the caller's contract: every load below reads values of the
+    // row (masked loads only the lanes that hold them).
+    unsafe {
+        let mut bv = [[V::splat(0.0); Q]; S];
+        if SHIFTED {
+            // Wrapping: the boundary before the row may lie before B.
+            let base = row.wrapping_sub(shift);
+            let mut line = V::load_lanes(base, shift..w);
+            for s in 0..S {
+                for q in 0..Q {
+                    let t = s * Q + q;
+                    let at = base.wrapping_add((t + 1) * w);
+                    let next = if t + 1 == S * Q {
+                        V::load_lanes(at, 0..shift)
+                    } else {
+                        V::load(at)
+                    };
+                    bv[s][q] = V::concat_shifted(line, next, index);
+                    line = next;
+                }
+            }
+        } else {
+            for s in 0..S {
+                for q in 0..Q {
+                    bv[s][q] = V::load(row.add(s * strip_stride + q * w));
+                }
+            }
+        }
+        bv
     }
 }
 

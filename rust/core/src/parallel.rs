@@ -72,6 +72,17 @@ impl Pool {
     }
 }
 
+/// Returns once every worker of `threads` has run a job. A new thread sets
+/// itself up (thread-locals, its registration with crossbeam's epoch
+/// collector: a few allocations) whenever the OS first schedules it, which on
+/// a loaded machine can be milliseconds later, in the middle of the first
+/// calls; after this, that is done. Never call it holding the pool lock: a
+/// caller that is a worker of another pool runs that pool's jobs while it
+/// waits, and they may need the lock.
+fn wait_until_started(threads: &ThreadPool) {
+    threads.broadcast(|_| ());
+}
+
 /// Default thread count: `RAYON_NUM_THREADS`, then `OMP_NUM_THREADS` (first
 /// positive integer wins), then the number of cores this process may use.
 pub fn default_num_threads() -> usize {
@@ -109,9 +120,11 @@ fn current() -> Arc<ThreadPool> {
         return Arc::clone(&pool.threads);
     }
     let mut slot = write();
+    let mut started = false;
     match slot.as_ref() {
         Some(pool) if pool.is_alive_here() => {}
         stale => {
+            started = true;
             // A child gets as many threads as its parent had.
             let n = stale.map_or_else(default_num_threads, |p| p.threads.current_num_threads());
             // Falling back to one thread beats failing every call if the OS
@@ -125,7 +138,12 @@ fn current() -> Arc<ThreadPool> {
         }
     }
     let pool = slot.as_ref().expect("the pool was just started");
-    Arc::clone(&pool.threads)
+    let threads = Arc::clone(&pool.threads);
+    drop(slot);
+    if started {
+        wait_until_started(&threads);
+    }
+    threads
 }
 
 /// Runs `f` on the kernel pool; rayon parallel iterators inside use it.
@@ -151,6 +169,7 @@ pub fn set_num_threads(n: usize) -> Result<()> {
         ));
     }
     let fresh = Pool::start(n)?;
+    wait_until_started(&fresh.threads);
     let old = write().replace(fresh);
     // Outside the lock: dropping a pool wakes its workers to exit.
     if let Some(old) = old {

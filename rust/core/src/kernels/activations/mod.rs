@@ -25,7 +25,7 @@ pub fn relu_inplace(x: &mut [f32]) {
 }
 
 /// x ← GELU(x) = x·Φ(x) (exact erf form, as torch.nn.functional.gelu), any
-/// length; large inputs in parallel. Relative error ≲ 4e-7 wherever
+/// length; large inputs in parallel. Relative error ≲ 5e-7 wherever
 /// |GELU(x)| > 1e-30, exact (x or -0) for |x| beyond ~13.
 pub fn gelu_inplace(x: &mut [f32]) {
     bias_activation_inplace(Activation::Gelu, x, None)

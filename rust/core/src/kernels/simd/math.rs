@@ -60,14 +60,15 @@ const GELU_CLAMP: f32 = 20.0;
 /// with y = |x|/√2, erfc(y) = t·Q(t)·e^{-y²}; then GELU(x) = ½x·erfc(y) for
 /// x < 0 and x - ½x·erfc(y) for x ≥ 0. y² = x²/2 is formed from the exact
 /// split x² = hi + lo ([`F32Vec::mul_err`]), because e^{-y²} magnifies an error in y² by y².
-/// Measured relative error ≲ 4e-7 wherever |GELU(x)| > 1e-30.
+/// Measured relative error ≲ 5e-7 wherever |GELU(x)| > 1e-30 (4.7e-7 on a
+/// grid of 2·10⁶ points over [-13, 13]).
 #[inline(always)]
 pub(crate) unsafe fn gelu<V: F32Vec>(x: V) -> V {
     let one = V::splat(1.0);
     let xc = x.max(V::splat(-GELU_CLAMP)).min(V::splat(GELU_CLAMP));
     let y = xc.abs().mul(V::splat(std::f32::consts::FRAC_1_SQRT_2));
     let t = one.div(y.mul_add(V::splat(0.5), one));
-    let q = horner(t, &ERFCX_Q);
+    let q = estrin(t, &ERFCX_Q);
     let (sq_hi, sq_lo) = (xc.mul(xc), xc.mul_err(xc));
     // e^{-(hi+lo)/2} ≈ e^{-hi/2}·(1 - lo/2), lo/2 being below half an ulp of hi.
     let e = exp(sq_hi.mul(V::splat(-0.5)));
@@ -76,6 +77,41 @@ pub(crate) unsafe fn gelu<V: F32Vec>(x: V) -> V {
     // From the clamped xc: past the clamp erfc is 0, and ±inf·0 would be NaN.
     let tail = xc.mul(V::splat(0.5)).mul(erfc);
     x.select_lt(V::splat(0.0), tail, x.sub(tail))
+}
+
+/// c[0] + c[1]·x + … + c[n]·xⁿ by Estrin's scheme: pairs c[i] + c[i+1]·x,
+/// then pairs of those with x², x⁴, ...: 4 multiply-adds deep for GELU's
+/// degree 9 where Horner's rule is 9, so a vector's GELU waits less on its
+/// own chain (one core, 4096 values in L1: 43 → 35.5 cycles per 16 lanes,
+/// load and store included; max relative error 4.5e-7 → 4.7e-7). Horner
+/// stays for exp's degree 5, as fast either way and a little more exact.
+#[inline(always)]
+unsafe fn estrin<V: F32Vec, const N: usize>(x: V, c: &[f32; N]) -> V {
+    let mut terms: [V; N] = [V::splat(0.0); N];
+    let mut len = N.div_ceil(2);
+    for i in 0..len {
+        terms[i] = if 2 * i + 1 < N {
+            V::splat(c[2 * i + 1]).mul_add(x, V::splat(c[2 * i]))
+        } else {
+            V::splat(c[2 * i])
+        };
+    }
+    let mut power = x.mul(x);
+    while len > 1 {
+        let half = len.div_ceil(2);
+        for i in 0..half {
+            terms[i] = if 2 * i + 1 < len {
+                terms[2 * i + 1].mul_add(power, terms[2 * i])
+            } else {
+                terms[2 * i]
+            };
+        }
+        len = half;
+        if len > 1 {
+            power = power.mul(power);
+        }
+    }
+    terms[0]
 }
 
 /// c[0] + c[1]·x + … + c[n]·xⁿ by Horner's rule.

@@ -17,6 +17,7 @@ use crate::parallel;
 use super::microkernel::{with_kernel, MicroKernel};
 use super::MatRef;
 use crate::kernels::dispatch::Isa;
+use crate::kernels::simd;
 
 /// Columns per B strip: one AVX-512 vector, two AVX2 vectors, four NEON vectors.
 pub(super) const STRIP: usize = 16;
@@ -109,8 +110,13 @@ pub(super) fn strip_count(n: usize) -> usize {
 }
 
 /// Strips packed together by one task: a row-major B is then read in runs
-/// of 8 × 64 bytes per row, enough for the prefetchers to stream it.
+/// of 8 × 64 bytes per row (fetched [`PACK_B_PREFETCH_ROWS`] rows ahead).
 const STRIP_GROUP: usize = 8;
+
+/// Rows of a row-major B that `pack_b_strips` fetches ahead. Measured at
+/// 1024³ on one thread (perf, six alternating runs): packing B 4.95% →
+/// 4.2% of the product's time; 4 rows ahead the same.
+const PACK_B_PREFETCH_ROWS: usize = 8;
 
 /// Packs all of B [K×N] into `out` (`strip_count(N) · K · 16` elements),
 /// padding columns set to 0; on the kernel pool if `parallel`, with `isa`'s
@@ -160,6 +166,15 @@ fn pack_b_strips(isa: Isa, b: MatRef, first: usize, out: &mut [f32]) {
     let j0 = first * STRIP;
     let width = (out.len() / strip_len * STRIP).min(b.cols - j0);
     for p in 0..b.rows {
+        // Rows a page or more apart: the hardware prefetchers do not
+        // follow from one to the next.
+        let ahead = b
+            .data
+            .as_ptr()
+            .wrapping_add((p + PACK_B_PREFETCH_ROWS) * b.row_stride + j0);
+        for line in (0..width).step_by(STRIP) {
+            simd::prefetch_line(ahead.wrapping_add(line));
+        }
         let row = &b.data[p * b.row_stride + j0..][..width];
         let mut pieces = row.chunks_exact(STRIP);
         for (s, src) in pieces.by_ref().enumerate() {

@@ -201,6 +201,21 @@ pub(crate) fn assert_available(isa: crate::kernels::dispatch::Isa, what: &str) {
 /// splitting smaller jobs costs more than it saves.
 const PAR_MIN_ELEMS: usize = 1 << 15;
 
+/// Hints that the cache line holding `p` will be read soon, from code that
+/// is not an ISA kernel (x86-64: PREFETCHT0, part of the baseline ISA;
+/// elsewhere nothing). A hint only: `p` may be any address.
+#[inline(always)]
+pub(crate) fn prefetch_line(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86-64, and a prefetch never dereferences its
+    // address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Calls `f` on every row of x [R×n] (row-major), rows in parallel on the
 /// current rayon pool when x is large. Panics unless n divides x.len()
 /// (n = 0 is accepted only for an empty x).

@@ -120,29 +120,25 @@ fn current() -> Arc<ThreadPool> {
         return Arc::clone(&pool.threads);
     }
     let mut slot = write();
-    let mut started = false;
-    match slot.as_ref() {
-        Some(pool) if pool.is_alive_here() => {}
-        stale => {
-            started = true;
-            // A child gets as many threads as its parent had.
-            let n = stale.map_or_else(default_num_threads, |p| p.threads.current_num_threads());
-            // Falling back to one thread beats failing every call if the OS
-            // refuses the threads asked for.
-            let fresh = Pool::start(n)
-                .or_else(|_| Pool::start(1))
-                .expect("cannot start even one worker thread");
-            if let Some(old) = slot.replace(fresh) {
-                old.retire();
-            }
-        }
+    if let Some(pool) = slot.as_ref().filter(|p| p.is_alive_here()) {
+        return Arc::clone(&pool.threads);
     }
-    let pool = slot.as_ref().expect("the pool was just started");
-    let threads = Arc::clone(&pool.threads);
+    // None yet, or a forked child's stale pool: a child gets as many
+    // threads as its parent had.
+    let n = slot
+        .as_ref()
+        .map_or_else(default_num_threads, |p| p.threads.current_num_threads());
+    // Falling back to one thread beats failing every call if the OS refuses
+    // the threads asked for.
+    let fresh = Pool::start(n)
+        .or_else(|_| Pool::start(1))
+        .expect("cannot start even one worker thread");
+    let threads = Arc::clone(&fresh.threads);
+    if let Some(old) = slot.replace(fresh) {
+        old.retire();
+    }
     drop(slot);
-    if started {
-        wait_until_started(&threads);
-    }
+    wait_until_started(&threads);
     threads
 }
 

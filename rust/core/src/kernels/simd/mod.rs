@@ -201,9 +201,10 @@ pub(crate) fn assert_available(isa: crate::kernels::dispatch::Isa, what: &str) {
 /// splitting smaller jobs costs more than it saves.
 const PAR_MIN_ELEMS: usize = 1 << 15;
 
-/// Hints that the cache line holding `p` will be read soon, from code that
-/// is not an ISA kernel (x86-64: PREFETCHT0, part of the baseline ISA;
-/// elsewhere nothing). A hint only: `p` may be any address.
+/// Hints that the cache line holding `p` will be read soon (x86-64:
+/// PREFETCHT0, part of the baseline ISA, so any code may call it; elsewhere
+/// nothing). A hint only: `p` may be any address. The x86 vectors'
+/// [`F32Vec::prefetch`] is this.
 #[inline(always)]
 pub(crate) fn prefetch_line(p: *const f32) {
     #[cfg(target_arch = "x86_64")]

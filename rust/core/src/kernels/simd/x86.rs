@@ -21,7 +21,7 @@ impl F32Vec for F32x8 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn prefetch(p: *const f32) {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>())
+        super::prefetch_line(p)
     }
 
     #[inline]
@@ -185,7 +185,7 @@ impl F32Vec for F32x16 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn prefetch(p: *const f32) {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>())
+        super::prefetch_line(p)
     }
 
     #[inline]

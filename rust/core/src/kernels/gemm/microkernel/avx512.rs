@@ -10,7 +10,7 @@
 //! flight.
 
 use super::{check_gemv, generic, tiles, BPanel, MicroKernel};
-use crate::kernels::simd::x86::F32x16;
+use crate::kernels::simd::{self, x86::F32x16};
 
 pub(in crate::kernels::gemm) struct Avx512;
 
@@ -89,7 +89,7 @@ unsafe fn pack_a_rows_8x8(a: &[f32], lda: usize, rows: usize, kc: usize, panel: 
                     // Each row is its own stream; fetch it a few lines ahead.
                     for k in 0..8 {
                         let ahead = src.wrapping_add((i0 + k) * lda + p + PACK_A_PREFETCH);
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                        simd::prefetch_line(ahead);
                     }
                 }
                 let r: [__m256; 8] =

@@ -186,7 +186,11 @@ mod tests {
             }
             let copy = buf.clone();
             buf.as_mut_slice().fill(-1.0);
-            assert!(copy.as_slice().iter().enumerate().all(|(i, &x)| x == i as f32));
+            assert!(copy
+                .as_slice()
+                .iter()
+                .enumerate()
+                .all(|(i, &x)| x == i as f32));
         }
     }
 }

@@ -38,8 +38,6 @@ enum Storage {
 /// `len` f32s starting on a 64-byte boundary, zero-initialised.
 pub(super) struct AlignedBuf {
     storage: Storage,
-    /// f32s the storage holds (≥ len).
-    capacity: usize,
     len: usize,
 }
 
@@ -51,10 +49,8 @@ impl AlignedBuf {
                 return buf;
             }
         }
-        let lines = len.div_ceil(LINE);
         AlignedBuf {
-            storage: Storage::Lines(vec![Line([0.0; LINE]); lines]),
-            capacity: lines * LINE,
+            storage: Storage::Lines(vec![Line([0.0; LINE]); len.div_ceil(LINE)]),
             len,
         }
     }
@@ -70,9 +66,6 @@ impl AlignedBuf {
         // slack is address space only; nothing touches it.
         let map = memmap2::MmapMut::map_anon(bytes + HUGE_PAGE).ok()?;
         let offset = map.as_ptr().align_offset(HUGE_PAGE);
-        if offset + bytes > map.len() {
-            return None;
-        }
         #[cfg(target_os = "linux")]
         {
             // Advice only: without transparent huge pages the mapping works
@@ -80,18 +73,29 @@ impl AlignedBuf {
             let whole_pages = bytes / HUGE_PAGE * HUGE_PAGE;
             let _ = map.advise_range(memmap2::Advice::HugePage, offset, whole_pages);
         }
-        Some(AlignedBuf {
+        let buf = AlignedBuf {
             storage: Storage::Mapped { map, offset },
-            capacity: len,
             len,
-        })
+        };
+        (buf.capacity() >= len).then_some(buf)
+    }
+
+    /// f32s the storage holds from the start of the buffer (≥ len): whole
+    /// lines, or the mapping past `offset`.
+    fn capacity(&self) -> usize {
+        match &self.storage {
+            Storage::Lines(lines) => lines.len() * LINE,
+            Storage::Mapped { map, offset } => {
+                map.len().saturating_sub(*offset) / std::mem::size_of::<f32>()
+            }
+        }
     }
 
     pub(super) fn as_slice(&self) -> &[f32] {
         let ptr: *const f32 = match &self.storage {
             Storage::Lines(lines) => lines.as_ptr().cast(),
-            // SAFETY: offset + capacity·4 ≤ the mapping's length (`mapped`
-            // checks it).
+            // SAFETY: offset + len·4 ≤ the mapping's length: `capacity()`
+            // ≥ len, checked by `mapped` and `with_scratch`.
             Storage::Mapped { map, offset } => unsafe { map.as_ptr().add(*offset).cast() },
         };
         // SAFETY: the storage holds `capacity ≥ len` initialised f32s from
@@ -154,7 +158,7 @@ pub(super) fn with_scratch<R>(kind: Scratch, len: usize, f: impl FnOnce(&mut [f3
     let slot = kind as usize;
     let kept = SCRATCH
         .with(|s| s[slot].take())
-        .filter(|buf| buf.capacity >= len);
+        .filter(|buf| buf.capacity() >= len);
     let mut buf = kept.unwrap_or_else(|| AlignedBuf::zeroed(len));
     buf.len = len;
     let result = f(buf.as_mut_slice());

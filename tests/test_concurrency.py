@@ -293,8 +293,8 @@ def _native_calls():
         "Transformer.encode": lambda: native.encode(src),
         "Transformer.decode": lambda: native.decode(tgt, memory, mask),
         "Transformer.forward": lambda: native.forward(src, tgt),
-        "Transformer.generate(greedy)": lambda: native.generate(src, 20, 1, 1.0, 1),
-        "Transformer.generate(beam)": lambda: native.generate(src, 20, 3, 1.0, 2),
+        "Transformer.generate(greedy)": lambda: native.generate(src, 20, 1, 1.0, 1, False),
+        "Transformer.generate(beam)": lambda: native.generate(src, 20, 3, 1.0, 2, True),
         "BertModel.load": lambda: _native.NativeBertModel.load(str(minilm_dir())),
         "BertModel.forward": lambda: bert.forward(ids, bert_padding, None),
     }

@@ -93,6 +93,7 @@ class NativeTransformer:
         beam_size: int,
         length_penalty: float,
         num_hypotheses: int,
+        return_scores: bool,
     ) -> list[list[tuple[list[int], float]]]: ...
 
 # --- BERT: bert.py validates and converts first (int64 ids, bool padding mask, C order).

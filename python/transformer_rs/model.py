@@ -256,10 +256,11 @@ class Transformer:
             raise ValueError(f"length_penalty: expected a finite number, got {length_penalty}")
         if not isinstance(return_scores, (bool, np.bool_)):
             raise TypeError(f"return_scores: expected a bool, got {type(return_scores).__name__}")
+        scores = num_hypotheses > 1 or bool(return_scores)
         hyps = self._native.generate(
-            src, max_new_tokens, beam_size, float(length_penalty), num_hypotheses
+            src, max_new_tokens, beam_size, float(length_penalty), num_hypotheses, scores
         )
-        if num_hypotheses > 1 or return_scores:
+        if scores:
             return [[(list(tokens), float(score)) for tokens, score in per_src] for per_src in hyps]
         return [list(per_src[0][0]) if per_src else [] for per_src in hyps]
 

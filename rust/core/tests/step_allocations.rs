@@ -86,6 +86,18 @@ impl StepDecoder for Recording<'_> {
         self.model.step(state, tokens, log_probs)
     }
 
+    fn step_argmax(
+        &self,
+        state: &mut DecodeState,
+        tokens: &[i64],
+        log_probs: &mut Vec<f32>,
+        best: &mut Vec<usize>,
+    ) -> transformer_rs_core::Result<()> {
+        let now = allocations();
+        self.steps.lock().unwrap().push((now, tokens.len()));
+        self.model.step_argmax(state, tokens, log_probs, best)
+    }
+
     fn select_rows(&self, state: &mut DecodeState, rows: &[usize]) {
         self.model.select_rows(state, rows)
     }
@@ -187,7 +199,9 @@ fn steady_state_steps_allocate_nothing() {
             let model = tiny_model(&cfg);
             let src_ids = [3i64, 4, 5, 6, 7, 8, 9, 0, 5, 6, 7, 8];
             let src = TokenBatch::new(&src_ids, 2, 6);
-            for beam_size in [1, 3] {
+            // Greedy with scores, greedy without (the generator's argmax
+            // screen), beam search.
+            for (beam_size, return_scores) in [(1, true), (1, false), (3, true)] {
                 let opts = SearchOptions {
                     max_new_tokens: 12,
                     beam_size,
@@ -195,6 +209,7 @@ fn steady_state_steps_allocate_nothing() {
                     num_hypotheses: 1,
                     bos_id: cfg.bos_id,
                     eos_id: cfg.eos_id,
+                    return_scores,
                 };
                 let rows_per_source = if beam_size == 1 { 1 } else { beam_size + 1 };
                 let state = model
@@ -219,7 +234,7 @@ fn steady_state_steps_allocate_nothing() {
                     let allocated = pair[1].0 - pair[0].0;
                     assert_eq!(
                         allocated, 0,
-                        "norm_first {norm_first} beam {beam_size} step {i} ({} rows)",
+                        "norm_first {norm_first} beam {beam_size} scores {return_scores} step {i} ({} rows)",
                         pair[0].1
                     );
                 }

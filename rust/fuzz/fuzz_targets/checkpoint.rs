@@ -64,6 +64,7 @@ fn exercise(model: &Transformer) {
             num_hypotheses: beam_size.min(2),
             bos_id: cfg.bos_id,
             eos_id: cfg.eos_id,
+            return_scores: true,
         };
         let _ = model.generate(src, &opts);
     }

@@ -146,7 +146,9 @@ impl NativeTransformer {
             .reshape([tgt_shape[0], tgt_shape[1], v])
     }
 
-    /// Per source, up to `num_hypotheses` (new tokens, score), best first.
+    /// Per source, up to `num_hypotheses` (new tokens, score), best first;
+    /// greedy scores are NaN unless `return_scores`.
+    #[allow(clippy::too_many_arguments)] // `Transformer.generate`'s arguments, flat
     fn generate(
         &self,
         py: Python<'_>,
@@ -155,6 +157,7 @@ impl NativeTransformer {
         beam_size: usize,
         length_penalty: f32,
         num_hypotheses: usize,
+        return_scores: bool,
     ) -> PyResult<RankedHypotheses> {
         let shape = src.shape().to_vec();
         let ids = c_slice("src", &src)?;
@@ -166,6 +169,7 @@ impl NativeTransformer {
             num_hypotheses,
             bos_id: cfg.bos_id,
             eos_id: cfg.eos_id,
+            return_scores,
         };
         let hyps = compute(py, || self.inner.generate(tokens(ids, &shape), &opts))?;
         Ok(hyps

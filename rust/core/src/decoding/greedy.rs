@@ -1,7 +1,7 @@
 //! Greedy search: every live row takes the argmax token of each step.
 
-use super::hypotheses::{argmax, length_normalized};
-use super::{reservation, Hypothesis, SearchOptions, StepDecoder};
+use super::hypotheses::length_normalized;
+use super::{argmax_rows, reservation, Hypothesis, SearchOptions, StepDecoder};
 use crate::Error;
 
 /// Greedy search for `batch` sources. `state` holds one row per source
@@ -13,7 +13,9 @@ use crate::Error;
 /// finished; `max_new_tokens == 0` runs no step.
 ///
 /// Returns, per source, one [`Hypothesis`]: the new tokens (EOS included
-/// when produced) and score Σ log p / len^length_penalty (0 when empty).
+/// when produced) and score Σ log p / len^length_penalty (0 when empty),
+/// or NaN unless `opts.return_scores` (each step then asks the decoder for
+/// its argmax only, [`StepDecoder::step_argmax`]).
 /// `opts.beam_size` is ignored; `opts.num_hypotheses` must be 1.
 pub fn greedy<D: StepDecoder>(
     decoder: &D,
@@ -37,17 +39,33 @@ pub fn greedy<D: StepDecoder>(
     let mut feed = vec![opts.bos_id; batch];
     let mut kept_rows = Vec::with_capacity(batch);
     let mut log_probs = Vec::with_capacity(reservation::<f32>(batch.saturating_mul(vocab)));
+    let mut best = Vec::with_capacity(batch);
     for step in 0..opts.max_new_tokens {
         if live.is_empty() {
             break;
         }
-        checked_step(decoder, &mut state, &feed, &mut log_probs, vocab)?;
+        if opts.return_scores {
+            checked_step(decoder, &mut state, &feed, &mut log_probs, vocab)?;
+            argmax_rows(&log_probs, vocab, &mut best);
+            for ((&source, &token), row_log_probs) in
+                live.iter().zip(&best).zip(log_probs.chunks_exact(vocab))
+            {
+                sums[source] += f64::from(row_log_probs[token]);
+            }
+        } else {
+            decoder.step_argmax(&mut state, &feed, &mut log_probs, &mut best)?;
+            assert_eq!(
+                best.len(),
+                feed.len(),
+                "StepDecoder::step_argmax must write one token per row"
+            );
+        }
         kept_rows.clear();
-        for (row, (&source, row_log_probs)) in
-            live.iter().zip(log_probs.chunks_exact(vocab)).enumerate()
-        {
-            let token = argmax(row_log_probs);
-            sums[source] += f64::from(row_log_probs[token]);
+        for (row, (&source, &token)) in live.iter().zip(&best).enumerate() {
+            assert!(
+                token < vocab,
+                "StepDecoder::step_argmax: token {token} ≥ V = {vocab}"
+            );
             tokens[source].push(token as i64);
             if token as i64 != opts.eos_id {
                 kept_rows.push(row);
@@ -71,7 +89,11 @@ pub fn greedy<D: StepDecoder>(
         .into_iter()
         .zip(sums)
         .map(|(tokens, sum)| {
-            let score = length_normalized(sum, tokens.len(), opts.length_penalty) as f32;
+            let score = if opts.return_scores {
+                length_normalized(sum, tokens.len(), opts.length_penalty) as f32
+            } else {
+                f32::NAN
+            };
             vec![Hypothesis { tokens, score }]
         })
         .collect())
@@ -153,6 +175,32 @@ mod tests {
                 for rows in decoder.fed() {
                     assert!(rows.windows(2).all(|w| w[0] < w[1]));
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn without_scores_takes_the_same_tokens_and_reports_nan() {
+        for seed in 0..30u64 {
+            let vocab = 2 + (seed % 7) as usize;
+            let eos = (seed % 3) as i64 % vocab as i64;
+            let quantum = [0.0, 0.5, 2.0][(seed % 3) as usize];
+            let batch = 1 + (seed % 5) as usize;
+            let decoder =
+                ToyDecoder::new(vocab, eos, hashed_log_probs(vocab, eos, seed, quantum, 0.4));
+            let opts = options(1 + (seed % 9) as usize, 1, 1.0, eos);
+            let scored = run(&decoder, batch, &opts);
+            let unscored = run(
+                &decoder,
+                batch,
+                &SearchOptions {
+                    return_scores: false,
+                    ..opts
+                },
+            );
+            for (a, b) in scored.iter().zip(&unscored) {
+                assert_eq!(a.tokens, b.tokens, "seed {seed}");
+                assert!(b.score.is_nan());
             }
         }
     }

@@ -26,6 +26,24 @@ pub trait StepDecoder: Sync {
         log_probs: &mut Vec<f32>,
     ) -> crate::Result<()>;
 
+    /// Feeds one token per live row, as [`StepDecoder::step`], and writes
+    /// each row's next greedy token to `best` (one per row): the index
+    /// `argmax` gives on the row's log-probabilities (the first of equal
+    /// maxima, NaN counting as the maximum). `log_probs` is scratch. The
+    /// default runs `step` and takes each row's argmax; a model may find the
+    /// same tokens without computing every log-probability.
+    fn step_argmax(
+        &self,
+        state: &mut Self::State,
+        tokens: &[i64],
+        log_probs: &mut Vec<f32>,
+        best: &mut Vec<usize>,
+    ) -> crate::Result<()> {
+        self.step(state, tokens, log_probs)?;
+        argmax_rows(log_probs, self.vocab_size(), best);
+        Ok(())
+    }
+
     /// Keeps rows `rows[i]` of the current state as new row `i`, in that
     /// order; a row may repeat (beam expansion) or be dropped (finished).
     fn select_rows(&self, state: &mut Self::State, rows: &[usize]);
@@ -42,6 +60,10 @@ pub struct SearchOptions {
     pub num_hypotheses: usize,
     pub bos_id: i64,
     pub eos_id: i64,
+    /// Whether the caller uses the scores. Without them, greedy search asks
+    /// the decoder only for each step's argmax ([`StepDecoder::step_argmax`])
+    /// and reports NaN scores; beam search always scores (it ranks by them).
+    pub return_scores: bool,
 }
 
 /// One finished (or length-capped) hypothesis: new tokens (no BOS; EOS
@@ -60,6 +82,12 @@ const RESERVE_LIMIT_BYTES: usize = 16 << 20;
 /// Capacity to reserve for a buffer of `T` that can reach `max_len` elements.
 fn reservation<T>(max_len: usize) -> usize {
     max_len.min(RESERVE_LIMIT_BYTES / std::mem::size_of::<T>().max(1))
+}
+
+/// `best` ← the `argmax` of each `vocab`-long row of `log_probs` [rows, V].
+pub(crate) fn argmax_rows(log_probs: &[f32], vocab: usize, best: &mut Vec<usize>) {
+    best.clear();
+    best.extend(log_probs.chunks_exact(vocab).map(hypotheses::argmax));
 }
 
 pub mod beam;

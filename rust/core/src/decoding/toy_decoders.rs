@@ -248,5 +248,6 @@ pub(crate) fn options(
         num_hypotheses: 1,
         bos_id: BOS,
         eos_id,
+        return_scores: true,
     }
 }

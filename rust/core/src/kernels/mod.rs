@@ -5,6 +5,7 @@
 
 pub mod activations;
 pub mod attention;
+pub mod bf16_gemv;
 pub mod dispatch;
 pub mod gemm;
 pub mod layer_norm;

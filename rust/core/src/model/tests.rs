@@ -194,6 +194,7 @@ fn greedy_generate_matches_argmax_of_full_decode() {
         num_hypotheses: 1,
         bos_id: cfg.bos_id,
         eos_id: cfg.eos_id,
+        return_scores: true,
     };
     let out = m.generate(src, &opts).unwrap();
     for (b, hyps) in out.iter().enumerate() {
@@ -229,6 +230,73 @@ fn greedy_generate_matches_argmax_of_full_decode() {
         )
         .unwrap();
     assert!(beams.iter().all(|h| !h.is_empty() && h.len() <= 2));
+}
+
+#[test]
+fn greedy_without_scores_finds_the_same_tokens() {
+    // Without scores, greedy steps take their argmax from the generator's
+    // bf16 screen (up to 4 rows; more take the full product), which must
+    // pick exactly the tokens the fp32 log-probabilities give, ties
+    // included: in the second model every generator row appears twice, so
+    // every step's maximum is a tie that the lower id wins.
+    for (seed, duplicated_rows) in [(3, false), (4, true)] {
+        let cfg = TransformerConfig {
+            tgt_vocab_size: 300,
+            ..config(seed == 4, Activation::Relu)
+        };
+        let mut tensors = random_tensors(&cfg, seed);
+        if duplicated_rows {
+            for (name, t) in &mut tensors {
+                let width = if name == "generator.weight" {
+                    cfg.d_model
+                } else if name == "generator.bias" {
+                    1
+                } else {
+                    continue;
+                };
+                let mut data = t.data().to_vec();
+                for pair in data.chunks_exact_mut(2 * width) {
+                    let (even, odd) = pair.split_at_mut(width);
+                    odd.copy_from_slice(even);
+                }
+                *t = Tensor::new(t.shape().to_vec(), data).unwrap();
+            }
+        }
+        let m = Transformer::from_tensors(cfg.clone(), tensors).unwrap();
+        let mut rng = Rng::new(seed);
+        for batch in [1, 3, 4, 6] {
+            let src: Vec<i64> = (0..batch * 5)
+                .map(|_| 3 + rng.below(cfg.src_vocab_size - 3) as i64)
+                .collect();
+            let src = TokenBatch::new(&src, batch, 5);
+            let scored = SearchOptions {
+                max_new_tokens: 10,
+                beam_size: 1,
+                length_penalty: 1.0,
+                num_hypotheses: 1,
+                bos_id: cfg.bos_id,
+                eos_id: cfg.eos_id,
+                return_scores: true,
+            };
+            let with = m.generate(src, &scored).unwrap();
+            let without = m
+                .generate(
+                    src,
+                    &SearchOptions {
+                        return_scores: false,
+                        ..scored
+                    },
+                )
+                .unwrap();
+            for (w, wo) in with.iter().zip(&without) {
+                assert_eq!(w[0].tokens, wo[0].tokens, "seed {seed} batch {batch}");
+                assert!(wo[0].score.is_nan());
+                if duplicated_rows {
+                    assert!(w[0].tokens.iter().all(|&t| t % 2 == 0), "{:?}", w[0].tokens);
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -342,6 +410,7 @@ fn bad_arguments_are_value_errors_naming_the_argument() {
         num_hypotheses: 1,
         bos_id: 1,
         eos_id: 2,
+        return_scores: true,
     };
     let gen_err = |o: SearchOptions| match m.generate(TokenBatch::new(&[3], 1, 1), &o) {
         Err(Error::Value(msg)) => msg,

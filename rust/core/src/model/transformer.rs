@@ -8,8 +8,8 @@ use crate::kernels::gemm::MatRef;
 use crate::model::checkpoint;
 use crate::model::config::TransformerConfig;
 use crate::nn::{
-    AttnShape, Decoder, Embedding, Encoder, FeedForward, LayerNorm, Linear, MultiHeadAttention,
-    PositionalEncoding, Tensor, TensorMap, Weights,
+    ArgmaxScreen, AttnShape, Decoder, Embedding, Encoder, FeedForward, LayerNorm, Linear,
+    MultiHeadAttention, PositionalEncoding, Tensor, TensorMap, Weights,
 };
 use crate::{Error, Result};
 
@@ -41,6 +41,9 @@ pub struct Transformer {
     decoder: Decoder,
     /// [E → V].
     generator: Linear,
+    /// The generator's bf16 copy for greedy steps' argmax (`None` when its
+    /// weights are not all finite).
+    generator_screen: Option<ArgmaxScreen>,
 }
 
 impl Transformer {
@@ -75,6 +78,15 @@ impl Transformer {
         let w: Weights = map.root();
         let e = cfg.d_model;
         let t = w.pp("transformer");
+        let generator_weights = w.pp("generator");
+        let generator_dims = ((e, "d_model"), (cfg.tgt_vocab_size, "tgt_vocab_size"));
+        let generator = Linear::new(&generator_weights, generator_dims.0, generator_dims.1)?;
+        let generator_screen = ArgmaxScreen::for_linear(
+            &generator_weights,
+            &generator,
+            generator_dims.0,
+            generator_dims.1,
+        )?;
         let model = Transformer {
             src_embed: Embedding::new(
                 &w.pp("src_tok_emb.embedding"),
@@ -90,11 +102,8 @@ impl Transformer {
             )?,
             encoder: Encoder::new(cfg, &t.pp("encoder"))?,
             decoder: Decoder::new(cfg, &t.pp("decoder"))?,
-            generator: Linear::new(
-                &w.pp("generator"),
-                (e, "d_model"),
-                (cfg.tgt_vocab_size, "tgt_vocab_size"),
-            )?,
+            generator,
+            generator_screen,
             // Last: an absent table is computed from the config alone (up to
             // MAX_POSITION_ENTRIES), so only once every weight has checked out.
             positions: PositionalEncoding::from_weights(
@@ -333,6 +342,10 @@ impl Transformer {
 
     pub(crate) fn generator(&self) -> &Linear {
         &self.generator
+    }
+
+    pub(crate) fn generator_screen(&self) -> Option<&ArgmaxScreen> {
+        self.generator_screen.as_ref()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Linear layer y = x Wᵀ + b with W packed once for the GEMM micro-kernels.
 
 use crate::kernels::activations::Activation;
-use crate::kernels::gemm::{gemm_packed_fused, Epilogue, MatRef, PackedB};
+use crate::kernels::gemm::{gemm_packed_fused, gemm_packed_strips, Epilogue, MatRef, PackedB};
 use crate::nn::weights::{Dim, Weights};
 use crate::{Error, Result};
 
@@ -94,6 +94,26 @@ impl Linear {
         self.run(x, 1.0, None, acc);
     }
 
+    /// y [M, 16·strips.len()] = the outputs of x [M, K] in the 16-wide
+    /// column strips `strips` (strip s = outputs 16s .. 16s + 16), side by
+    /// side in that order: each equal, bit for bit, to the same output of
+    /// [`Linear::forward_into`] for the same x (see `gemm_packed_strips`;
+    /// the bias is added as the GEMM epilogue adds it). Outputs past N are
+    /// x·0 (0 for finite x).
+    pub fn forward_strips_into(&self, x: MatRef, strips: &[usize], y: &mut [f32]) {
+        gemm_packed_strips(x, &self.weight, strips, y);
+        let (n, width) = (self.out_features(), strips.len() * 16);
+        if let (Some(bias), true) = (&self.bias, width > 0) {
+            for row in y.chunks_exact_mut(width) {
+                for (piece, &s) in row.chunks_exact_mut(16).zip(strips) {
+                    for (v, &b) in piece.iter_mut().zip(&bias[(16 * s).min(n)..]) {
+                        *v += b;
+                    }
+                }
+            }
+        }
+    }
+
     /// c [M, N] ← act(beta·c + x Wᵀ + b).
     fn run(&self, x: MatRef, beta: f32, activation: Option<Activation>, c: &mut [f32]) {
         let n = self.out_features();
@@ -153,6 +173,44 @@ mod tests {
         let no_bias = Linear::from_weight(&w, None, n, k).unwrap();
         let y0 = no_bias.forward(MatRef::row_major(&x, m, k));
         assert!((y0[0] + b[0] - y[0]).abs() < 1e-6);
+    }
+
+    #[test]
+    fn strips_equal_the_full_product_bit_for_bit() {
+        let mut rng = crate::test_util::Rng::new(9);
+        // K beyond every ISA's KC (the product then sums in slices), rows
+        // around the thin tiles' limits, N with a partial last strip.
+        for (m, k, n) in [
+            (1, 5, 50),
+            (3, 300, 77),
+            (9, 600, 40),
+            (10, 700, 33),
+            (17, 64, 100),
+        ] {
+            let w = rng.vec(n * k, -1.0, 1.0);
+            let b = rng.vec(n, -1.0, 1.0);
+            let x = rng.vec(m * k, -1.0, 1.0);
+            let lin = Linear::from_weight(&w, Some(&b), n, k).unwrap();
+            let x = MatRef::row_major(&x, m, k);
+            let full = lin.forward(x);
+            let last = n.div_ceil(16) - 1;
+            let strips = [last, 0, last, 1.min(last)];
+            let mut part = vec![f32::NAN; m * 16 * strips.len()];
+            lin.forward_strips_into(x, &strips, &mut part);
+            for (i, row) in part.chunks_exact(16 * strips.len()).enumerate() {
+                for (t, &s) in strips.iter().enumerate() {
+                    for jj in 0..16 {
+                        let got = row[16 * t + jj];
+                        let j = 16 * s + jj;
+                        if j < n {
+                            assert_eq!(got.to_bits(), full[i * n + j].to_bits(), "({i}, {j})");
+                        } else {
+                            assert_eq!(got, 0.0);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

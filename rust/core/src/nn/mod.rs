@@ -4,6 +4,7 @@
 //! EncoderLayer/Encoder, DecoderLayer/Decoder, and the named weight tensors
 //! they are built from.
 
+pub mod argmax_screen;
 pub mod attention;
 pub mod decoder;
 pub mod embedding;
@@ -14,6 +15,7 @@ pub mod linear;
 pub mod packed;
 pub mod weights;
 
+pub use argmax_screen::{ArgmaxScreen, ScreenScratch};
 pub use attention::{AttnMask, AttnScratch, AttnShape, Layout, Masks, MultiHeadAttention};
 pub use decoder::{CrossMemory, Decoder, DecoderLayer, StepBuffers};
 pub use embedding::{Embedding, PositionalEncoding};

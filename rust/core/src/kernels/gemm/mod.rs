@@ -200,6 +200,57 @@ pub fn gemm_packed_fused_with(
     );
 }
 
+/// C[M × 16·strips.len()] (row-major, dense) = A[M×K] · the 16-column
+/// strips `strips` of B (strip s = columns 16s .. 16s + 16, zero past N),
+/// side by side in the order given. Each column equals, bit for bit, the
+/// same column of `gemm_packed(a, b, 0.0, ..)` for the same A: the strips
+/// are gathered into a small packed B and run through the same driver,
+/// whose tiles sum each column over the same K slices in the same order
+/// for the same M and K, whatever the width or the threads. So a caller
+/// can recompute a few columns of a wide product exactly (the decoder's
+/// screened argmax over the vocabulary).
+pub fn gemm_packed_strips(a: MatRef, b: &PackedB, strips: &[usize], c: &mut [f32]) {
+    let isa = dispatch::selected();
+    let (k, width) = (b.k(), strips.len() * pack::STRIP);
+    assert_eq!(
+        a.cols, k,
+        "gemm_packed_strips: A has {} columns but B has K = {k}",
+        a.cols
+    );
+    assert_eq!(
+        c.len(),
+        a.rows * width,
+        "gemm_packed_strips: C must hold {}x{width} values",
+        a.rows
+    );
+    let n_strips = pack::strip_count(b.n());
+    if let Some(&s) = strips.iter().find(|&&s| s >= n_strips) {
+        panic!("gemm_packed_strips: strip {s} out of range (B has {n_strips})");
+    }
+    if a.rows == 0 || width == 0 {
+        return;
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    let strip_len = k * pack::STRIP;
+    with_scratch(Scratch::PackedB, strips.len() * strip_len, |gathered| {
+        for (to, &s) in gathered.chunks_exact_mut(strip_len).zip(strips) {
+            to.copy_from_slice(&b.strips()[s * strip_len..][..strip_len]);
+        }
+        driver::run(
+            isa,
+            a,
+            &BSource::strips(gathered, k, width),
+            0.0,
+            c,
+            width,
+            &Epilogue::default(),
+        );
+    });
+}
+
 fn check_c(m: usize, n: usize, len: usize, ldc: usize) {
     assert!(ldc >= n, "gemm: ldc {ldc} < N {n}");
     if m > 0 && n > 0 {

@@ -63,6 +63,12 @@ pub(crate) trait F32Vec: Copy {
     unsafe fn reduce_add(self) -> f32;
     unsafe fn reduce_max(self) -> f32;
 
+    /// Loads LANES u32 words at p, each holding two bf16 values, and
+    /// returns (low halves, high halves) as f32:
+    /// `(f32::from_bits(w << 16), f32::from_bits(w & 0xFFFF_0000))` per
+    /// lane. Needs LANES readable u32 at `p` (no alignment required).
+    unsafe fn load_bf16_pairs(p: *const u32) -> (Self, Self);
+
     /// Hints that the cache line holding `p` is about to be used. A hint
     /// only: `p` may be any address (it is never dereferenced). Default:
     /// nothing, for ISAs without a prefetch instruction worth issuing.

@@ -107,4 +107,16 @@ impl F32Vec for F32x4 {
     unsafe fn reduce_max(self) -> f32 {
         vmaxvq_f32(self.0)
     }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn load_bf16_pairs(p: *const u32) -> (Self, Self) {
+        let w = vld1q_u32(p);
+        (
+            F32x4(vreinterpretq_f32_u32(vshlq_n_u32::<16>(w))),
+            F32x4(vreinterpretq_f32_u32(vandq_u32(
+                w,
+                vdupq_n_u32(0xFFFF_0000),
+            ))),
+        )
+    }
 }

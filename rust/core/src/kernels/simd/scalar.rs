@@ -102,4 +102,9 @@ impl F32Vec for f32 {
     unsafe fn reduce_max(self) -> f32 {
         self
     }
+    #[inline(always)]
+    unsafe fn load_bf16_pairs(p: *const u32) -> (Self, Self) {
+        let w = *p;
+        (f32::from_bits(w << 16), f32::from_bits(w & 0xFFFF_0000))
+    }
 }

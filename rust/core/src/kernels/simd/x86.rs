@@ -135,6 +135,18 @@ impl F32Vec for F32x8 {
         let x = _mm_max_ps(x, _mm_movehl_ps(x, x));
         _mm_cvtss_f32(_mm_max_ss(x, _mm_movehdup_ps(x)))
     }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load_bf16_pairs(p: *const u32) -> (Self, Self) {
+        let w = _mm256_loadu_si256(p.cast());
+        (
+            F32x8(_mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))),
+            F32x8(_mm256_castsi256_ps(_mm256_and_si256(
+                w,
+                _mm256_set1_epi32(0xFFFF_0000_u32 as i32),
+            ))),
+        )
+    }
 }
 
 /// The AVX-512 mask selecting lanes `lanes` (end ≤ 16).
@@ -288,6 +300,18 @@ impl F32Vec for F32x16 {
     #[target_feature(enable = "avx512f")]
     unsafe fn reduce_max(self) -> f32 {
         _mm512_reduce_max_ps(self.0)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_bf16_pairs(p: *const u32) -> (Self, Self) {
+        let w = _mm512_loadu_si512(p.cast());
+        (
+            F32x16(_mm512_castsi512_ps(_mm512_slli_epi32::<16>(w))),
+            F32x16(_mm512_castsi512_ps(_mm512_and_si512(
+                w,
+                _mm512_set1_epi32(0xFFFF_0000_u32 as i32),
+            ))),
+        )
     }
 
     // One instruction instead of the two-step default.

@@ -1,0 +1,259 @@
+//! Approximate logits from bf16 weights: out[M×N] = x[M×K] · W̃ᵀ, where
+//! W̃ [N×K] is a Linear weight W (PyTorch layout, N = out_features, K =
+//! in_features) rounded to bfloat16 once, and the products are summed in
+//! f32.
+//!
+//! **Why.** A decoder step's output projection (N = 32000 words, K = 512, M
+//! = the rows being decoded, a handful) is a GEMV that streams the whole
+//! weight from DRAM: 65.5 MB in f32. Its bf16 copy is half that, so a
+//! screening pass over the vocabulary costs little more than half the time
+//! (one thread of a 2-core AVX-512 VM, weights not in cache: 2.75 ms, 11.9
+//! GB/s, against 4.7 ms for `gemm_packed`; AVX2 2.8 ms; M = 4: 3.5 ms
+//! against 5.1); the caller bounds the rounding rigorously and recomputes
+//! the few candidate columns exactly.
+//! The contract is therefore an error bound, not bit patterns: for finite
+//! x and W̃ and no overflow,
+//!
+//! ```text
+//! |out[r, j] − Σ_p x[r, p]·w̃[j, p]| ≤ γ_K·Σ_p |x[r, p]·w̃[j, p]| + K·2⁻¹⁴⁸
+//! ```
+//!
+//! with γ_K = K·u/(1 − K·u), u = 2⁻²⁴ (each column summed in f32, in one
+//! order; the last term covers underflow).
+//!
+//! **Layout** ([`Bf16Panels`]). Panels of 128 columns of W̃ᵀ
+//! (rows of W̃), the last one zero-padded, each one contiguous stream of
+//! K·256 bytes, k-major: for each p < K, 4 groups of 16 u32 words (one
+//! 64-byte cache line each). Word i of group g at step p holds
+//! w̃[col0 + 32g + i, p] in its low 16 bits and w̃[col0 + 32g + 16 + i, p] in
+//! its high 16 bits, so one vector of 16 words becomes two f32 vectors with
+//! one shift (`w << 16`: columns 32g..32g+15) and one mask (`w & 0xFFFF0000`:
+//! columns 32g+16..32g+31); see `F32Vec::load_bf16_pairs`.
+//!
+//! **Loops** (`kernel`). Panels outer, rows inner: each panel streams from
+//! DRAM once, in blocks of 64 k steps (16 KiB) that stay in L1 while every
+//! row (up to 8, then again from L2) takes its sums from them, two rows at a
+//! time sharing the loads where the registers allow. Within a block, the
+//! sums of 128 columns stay in registers over all its steps (AVX-512: 8
+//! vectors per row, one pass; narrower ISAs: two or more passes over fewer
+//! columns). Large products split the panels into contiguous chunks across
+//! the kernel pool; every column is summed by one call in one order, so the
+//! result does not depend on the number of threads.
+
+mod kernel;
+#[cfg(test)]
+mod reference;
+#[cfg(test)]
+mod tests;
+
+use super::dispatch::{self, Isa};
+use super::gemm::MatRef;
+use super::simd::assert_available;
+use kernel::{PANEL, STEP_WORDS};
+
+/// Products whose weight has at least this many elements (N·K) are split
+/// across the kernel pool when it has more than one thread: below it, a
+/// hand-over costs more than the share (as for the f32 GEMV).
+const PAR_MIN_ELEMENTS: usize = 1 << 18;
+
+/// Work items per thread when split: a little slack for a thread that
+/// starts late, with each item still a long contiguous run of panels.
+const ITEMS_PER_THREAD: usize = 4;
+
+/// One cache line of packed words: the unit the panels are stored in, so
+/// that every group of 16 words starts a 64-byte line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u32; 16]);
+
+/// The packed panels, 64-byte aligned.
+#[derive(Clone)]
+struct Lines(Vec<Line>);
+
+impl std::fmt::Debug for Lines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} cache lines", self.0.len())
+    }
+}
+
+/// W [N×K] (PyTorch Linear layout) rounded to bf16 and packed in panels
+/// (see the module doc for the layout).
+#[derive(Clone, Debug)]
+pub struct Bf16Panels {
+    k: usize,
+    n: usize,
+    /// `n.div_ceil(PANEL)` panels of K·4 lines each.
+    lines: Lines,
+}
+
+impl Bf16Panels {
+    /// Rounds W [out_features × in_features] (row-major f32) to bf16, round
+    /// to nearest, ties to even (NaN stays NaN; values that round past
+    /// f32::MAX become ±inf), and packs it. Panics if w.len() !=
+    /// out_features·in_features.
+    pub fn from_linear_weight(w: &[f32], out_features: usize, in_features: usize) -> Self {
+        let (n, k) = (out_features, in_features);
+        assert_eq!(
+            Some(w.len()),
+            n.checked_mul(k),
+            "Bf16Panels::from_linear_weight: weight has {} elements, expected {n}x{k}",
+            w.len()
+        );
+        let panel_lines = k * STEP_WORDS / 16;
+        let mut lines = vec![Line([0; 16]); n.div_ceil(PANEL) * panel_lines];
+        if panel_lines > 0 {
+            // Panel `q` from rows 128q.. of W, each row read in order.
+            let pack = |q: usize, panel: &mut [Line]| {
+                let col0 = q * PANEL;
+                for jj in 0..PANEL.min(n - col0) {
+                    let (group, lane) = (jj / 32, jj % 16);
+                    let shift = if jj % 32 < 16 { 0 } else { 16 };
+                    let row = &w[(col0 + jj) * k..][..k];
+                    for (p, &v) in row.iter().enumerate() {
+                        let bits = round_to_bf16(v).to_bits() >> 16;
+                        panel[p * 4 + group].0[lane] |= bits << shift;
+                    }
+                }
+            };
+            if n * k >= PAR_MIN_ELEMENTS && crate::parallel::loop_threads() > 1 {
+                crate::parallel::for_each_chunk_mut(&mut lines, panel_lines, pack);
+            } else {
+                for (q, panel) in lines.chunks_exact_mut(panel_lines).enumerate() {
+                    pack(q, panel);
+                }
+            }
+        }
+        Bf16Panels {
+            k,
+            n,
+            lines: Lines(lines),
+        }
+    }
+
+    /// K, in_features.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// N, out_features.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The packed words: panel q, step p, group g is the line
+    /// `(q·K + p)·4 + g`.
+    fn words(&self) -> *const u32 {
+        self.lines.0.as_ptr().cast()
+    }
+
+    /// w̃[j, p], read back from the panels.
+    #[cfg(test)]
+    fn get(&self, j: usize, p: usize) -> f32 {
+        assert!(j < self.n && p < self.k);
+        let (q, jj) = (j / PANEL, j % PANEL);
+        let word = self.lines.0[(q * self.k + p) * 4 + jj / 32].0[jj % 16];
+        let bits = if jj % 32 < 16 {
+            word << 16
+        } else {
+            word & 0xFFFF_0000
+        };
+        f32::from_bits(bits)
+    }
+}
+
+/// `x` rounded to the nearest bf16 (ties to even), returned as the f32 with
+/// that value. NaN stays NaN (made quiet, sign kept); values that round past
+/// the largest bf16 (about f32::MAX) become ±inf; subnormals round like the
+/// rest.
+#[inline]
+pub fn round_to_bf16(x: f32) -> f32 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        // Truncating could clear every mantissa bit left (an infinity):
+        // set the quiet bit, which bf16 keeps.
+        return f32::from_bits((bits | 0x0040_0000) & 0xFFFF_0000);
+    }
+    // Adding just under half a bf16 ulp, plus one when the kept part is odd,
+    // carries into it exactly when the dropped part is above half, or half
+    // with an odd kept part; a carry out of the mantissa steps the exponent
+    // (to inf past the largest finite value). No overflow of u32: the
+    // largest non-NaN pattern is 0xFF80_0000.
+    let rounded = bits + 0x7FFF + ((bits >> 16) & 1);
+    f32::from_bits(rounded & 0xFFFF_0000)
+}
+
+/// out[r·N + j] = Σ_{p<K} x[r, p]·w̃[j, p] for r < M = x.rows, j < N,
+/// accumulated in f32 (see the module doc for the error bound). out is
+/// [M×N] row-major. Runs on [`dispatch::selected`], split across the kernel
+/// pool when large. Panics unless x.cols == K and out.len() == M·N.
+pub fn gemv(x: MatRef, w: &Bf16Panels, out: &mut [f32]) {
+    gemv_with(dispatch::selected(), x, w, out)
+}
+
+/// [`gemv`] on the kernel of `isa`. Panics unless `isa.is_available()`
+/// (and the shapes fit, as for [`gemv`]).
+pub fn gemv_with(isa: Isa, x: MatRef, w: &Bf16Panels, out: &mut [f32]) {
+    assert_available(isa, "bf16 gemv");
+    let (m, k, n) = (x.rows, w.k, w.n);
+    assert_eq!(
+        x.cols, k,
+        "bf16 gemv: x has {} columns but the weight has K = {k}",
+        x.cols
+    );
+    assert_eq!(
+        Some(out.len()),
+        m.checked_mul(n),
+        "bf16 gemv: out has {} elements, expected {m}x{n}",
+        out.len()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out.fill(0.0);
+        return;
+    }
+    // x's rows, each K contiguous f32: in place when unit-strided (checked
+    // here, as MatRef's fields are public), else copied once.
+    let copied: Vec<f32>;
+    let (x_rows, x_stride) = if x.col_stride == 1 || k == 1 {
+        let last = (m - 1)
+            .checked_mul(x.row_stride)
+            .and_then(|start| start.checked_add(k));
+        assert!(
+            last.is_some_and(|end| end <= x.data.len()),
+            "bf16 gemv: x ({m}x{k}, row stride {}) exceeds its {} elements",
+            x.row_stride,
+            x.data.len()
+        );
+        (x.data.as_ptr(), x.row_stride)
+    } else {
+        copied = (0..m)
+            .flat_map(|r| (0..k).map(move |p| x.at(r, p)))
+            .collect();
+        (copied.as_ptr(), k)
+    };
+    let panels = n.div_ceil(PANEL);
+    let job = kernel::Job {
+        x: x_rows,
+        x_stride,
+        m,
+        k,
+        n,
+        words: w.words(),
+        out: kernel::OutPtr(out.as_mut_ptr()),
+    };
+    // SAFETY: `isa` is available (asserted above). x: M rows of K f32 at
+    // stride `x_stride` (bounds checked above, or the dense copy); words:
+    // ceil(N/128) panels of K·64 u32 (`from_linear_weight`), 64-byte
+    // aligned; out: M×N f32 (asserted), borrowed mutably for the call.
+    // Each chunk writes columns of its own panels only (`kernel::Job`).
+    let run = |chunk: std::ops::Range<usize>| unsafe { kernel::rows_panels(isa, job, chunk) };
+    let threads = crate::parallel::loop_threads();
+    if n * k < PAR_MIN_ELEMENTS || threads == 1 || panels == 1 {
+        run(0..panels);
+        return;
+    }
+    let items = panels.min(threads * ITEMS_PER_THREAD);
+    crate::parallel::for_each_index(items, |i| run(i * panels / items..(i + 1) * panels / items));
+}

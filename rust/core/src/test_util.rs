@@ -1,5 +1,6 @@
 //! Test helpers shared by every module of the crate: a small deterministic
-//! RNG, the row lengths that exercise every SIMD tail, a closeness check.
+//! RNG, the row lengths that exercise every SIMD tail, a closeness check,
+//! a fresh thread pool.
 
 /// xorshift64*: deterministic, good enough for test data.
 pub(crate) struct Rng(u64);
@@ -54,4 +55,14 @@ pub(crate) fn assert_close(got: &[f32], want: &[f64], rel: f64, abs: f64, what: 
         let ok = err <= rel * w.abs() + abs || (g as f64 == w);
         assert!(ok, "{what}: [{j}] got {g:e}, want {w:e} (err {err:e})");
     }
+}
+
+/// Runs `f` inside a fresh rayon pool of `threads` threads (the kernels'
+/// parallel loops then split across those).
+pub(crate) fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
 }

@@ -149,7 +149,7 @@ mod tests {
     }
 
     #[test]
-    fn equals_argmax_at_each_step_and_drops_finished_rows() {
+    fn equals_argmax_at_each_step_and_drops_finished_rows_with_or_without_scores() {
         for seed in 0..60u64 {
             let vocab = 2 + (seed % 7) as usize;
             let eos = (seed % 3) as i64 % vocab as i64;
@@ -175,32 +175,16 @@ mod tests {
                 for rows in decoder.fed() {
                     assert!(rows.windows(2).all(|w| w[0] < w[1]));
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn without_scores_takes_the_same_tokens_and_reports_nan() {
-        for seed in 0..30u64 {
-            let vocab = 2 + (seed % 7) as usize;
-            let eos = (seed % 3) as i64 % vocab as i64;
-            let quantum = [0.0, 0.5, 2.0][(seed % 3) as usize];
-            let batch = 1 + (seed % 5) as usize;
-            let decoder =
-                ToyDecoder::new(vocab, eos, hashed_log_probs(vocab, eos, seed, quantum, 0.4));
-            let opts = options(1 + (seed % 9) as usize, 1, 1.0, eos);
-            let scored = run(&decoder, batch, &opts);
-            let unscored = run(
-                &decoder,
-                batch,
-                &SearchOptions {
+                // Without scores: the same tokens (through `step_argmax`),
+                // NaN scores.
+                let unscored = SearchOptions {
                     return_scores: false,
                     ..opts
-                },
-            );
-            for (a, b) in scored.iter().zip(&unscored) {
-                assert_eq!(a.tokens, b.tokens, "seed {seed}");
-                assert!(b.score.is_nan());
+                };
+                for (hyp, bare) in hyps.iter().zip(run(&decoder, batch, &unscored)) {
+                    assert_eq!(hyp.tokens, bare.tokens, "seed {seed}");
+                    assert!(bare.score.is_nan());
+                }
             }
         }
     }

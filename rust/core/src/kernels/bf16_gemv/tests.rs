@@ -4,7 +4,7 @@
 
 use super::reference;
 use super::*;
-use crate::test_util::Rng;
+use crate::test_util::{in_pool, Rng};
 
 /// Both NaN with the same sign, or the same bits.
 fn same_rounding(got: f32, want: f32) -> bool {
@@ -376,14 +376,6 @@ fn empty_shapes() {
         let panels = Bf16Panels::from_linear_weight(&[], 0, 3);
         gemv_with(isa, MatRef::row_major(&[1.0; 6], 2, 3), &panels, &mut []);
     }
-}
-
-fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(f)
 }
 
 #[test]

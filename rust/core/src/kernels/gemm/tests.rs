@@ -4,7 +4,7 @@
 use super::buffer::AlignedBuf;
 use super::*;
 use crate::kernels::dispatch;
-use crate::test_util::Rng;
+use crate::test_util::{in_pool, Rng};
 
 /// C = beta·C + A·B accumulated in f64, plus the bound on f32 rounding error
 /// for each element: k·2⁻²³·(Σ|a·b| + |beta·c|) (generous; a wrong index or
@@ -279,14 +279,6 @@ fn linear_weight_packs_and_unpacks() {
             );
         }
     }
-}
-
-fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(f)
 }
 
 #[test]

@@ -94,8 +94,13 @@ impl Transformer {
             next_sources: Vec::with_capacity(reserved),
             cache: KvCache::new(n_layers, e, capacity, src.batch, reserved),
             buffers,
+            // Only greedy search (one row per source) asks for the screen.
             screen: ScreenScratch::with_capacity(
-                reserved.min(SCREEN_MAX_ROWS),
+                if rows_per_source == 1 {
+                    reserved.min(SCREEN_MAX_ROWS)
+                } else {
+                    0
+                },
                 self.config().tgt_vocab_size,
             ),
         })

@@ -103,6 +103,9 @@ impl ScreenScratch {
     /// then never grow (the screen declines before its candidates outgrow
     /// them).
     pub fn with_capacity(rows: usize, n: usize) -> Self {
+        if rows == 0 {
+            return ScreenScratch::default();
+        }
         ScreenScratch {
             approx: Vec::with_capacity(rows * n),
             candidates: Vec::with_capacity(MAX_CANDIDATES),

@@ -1,6 +1,6 @@
 //! Test helpers shared by every module of the crate: a small deterministic
 //! RNG, the row lengths that exercise every SIMD tail, a closeness check,
-//! a fresh thread pool.
+//! strided matrix storage, a fresh thread pool.
 
 /// xorshift64*: deterministic, good enough for test data.
 pub(crate) struct Rng(u64);
@@ -55,6 +55,43 @@ pub(crate) fn assert_close(got: &[f32], want: &[f64], rel: f64, abs: f64, what: 
         let ok = err <= rel * w.abs() + abs || (g as f64 == w);
         assert!(ok, "{what}: [{j}] got {g:e}, want {w:e} (err {err:e})");
     }
+}
+
+/// A [rows×cols] operand stored one of four ways, viewed over its own
+/// storage (`MatRef::new(&data, rows, cols, row_stride, col_stride)`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Layout {
+    RowMajor,
+    /// Stored transposed (column-major view).
+    Transposed,
+    /// Row-major with padded rows.
+    PaddedRows,
+    /// Every other column of a wider row-major matrix.
+    EveryOtherCol,
+}
+
+pub(crate) const LAYOUTS: [Layout; 4] = [
+    Layout::RowMajor,
+    Layout::Transposed,
+    Layout::PaddedRows,
+    Layout::EveryOtherCol,
+];
+
+/// (data, row stride, column stride) of a random [rows×cols] operand in
+/// `layout`, values uniform in ±1.
+pub(crate) fn storage(
+    layout: Layout,
+    rows: usize,
+    cols: usize,
+    rng: &mut Rng,
+) -> (Vec<f32>, usize, usize) {
+    let (len, rs, cs) = match layout {
+        Layout::RowMajor => (rows * cols, cols, 1),
+        Layout::Transposed => (rows * cols, 1, rows),
+        Layout::PaddedRows => (rows * (cols + 3), cols + 3, 1),
+        Layout::EveryOtherCol => (rows * 2 * cols, 2 * cols, 2),
+    };
+    (rng.vec(len.max(1), -1.0, 1.0), rs, cs)
 }
 
 /// Runs `f` inside a fresh rayon pool of `threads` threads (the kernels'

@@ -4,7 +4,7 @@
 
 use super::reference;
 use super::*;
-use crate::test_util::{in_pool, Rng};
+use crate::test_util::{in_pool, storage, Layout, Rng, LAYOUTS};
 
 /// Both NaN with the same sign, or the same bits.
 fn same_rounding(got: f32, want: f32) -> bool {
@@ -219,46 +219,6 @@ fn check_all_isas(x: MatRef, w: &[f32], n: usize, what: &str) {
     }
 }
 
-/// x [m×k] stored one of three ways; the view over its own storage.
-#[derive(Clone, Copy, Debug)]
-enum Layout {
-    RowMajor,
-    /// Stored [k×m] and viewed transposed (column stride m, or 2 for m = 1).
-    Transposed,
-    /// Row-major with padded rows.
-    PaddedRows,
-}
-
-fn x_storage(layout: Layout, m: usize, k: usize, values: &[f32]) -> (Vec<f32>, usize, usize) {
-    assert_eq!(values.len(), m * k);
-    match layout {
-        Layout::RowMajor => (values.to_vec(), k, 1),
-        Layout::Transposed if m == 1 => {
-            let mut data = vec![0.0; 2 * k];
-            for p in 0..k {
-                data[2 * p] = values[p];
-            }
-            (data, 2 * k, 2)
-        }
-        Layout::Transposed => {
-            let mut data = vec![0.0; m * k];
-            for r in 0..m {
-                for p in 0..k {
-                    data[p * m + r] = values[r * k + p];
-                }
-            }
-            (data, 1, m)
-        }
-        Layout::PaddedRows => {
-            let mut data = vec![f32::NAN; m * (k + 3)];
-            for r in 0..m {
-                data[r * (k + 3)..][..k].copy_from_slice(&values[r * k..][..k]);
-            }
-            (data, k + 3, 1)
-        }
-    }
-}
-
 #[test]
 fn shapes_layouts_and_panel_edges() {
     // K = 1 and ragged K blocks (64); N = 1 and around 16, 32, 64, 128.
@@ -270,10 +230,9 @@ fn shapes_layouts_and_panel_edges() {
     for m in 1..=5 {
         for &n in &ns {
             let k = ks[rng.below(ks.len())];
-            let layout = [Layout::RowMajor, Layout::Transposed, Layout::PaddedRows][rng.below(3)];
+            let layout = LAYOUTS[rng.below(LAYOUTS.len())];
             let w = awkward_weight(n, k, &mut rng);
-            let values = rng.vec(m * k, -2.0, 2.0);
-            let (data, rs, cs) = x_storage(layout, m, k, &values);
+            let (data, rs, cs) = storage(layout, m, k, &mut rng);
             let x = MatRef::new(&data, m, k, rs, cs);
             check_all_isas(x, &w, n, &format!("{layout:?}"));
         }
@@ -283,8 +242,7 @@ fn shapes_layouts_and_panel_edges() {
     for m in [8, 9, 11, 17] {
         let (k, n) = (70, 260);
         let w = awkward_weight(n, k, &mut rng);
-        let values = rng.vec(m * k, -2.0, 2.0);
-        let (data, rs, cs) = x_storage(Layout::PaddedRows, m, k, &values);
+        let (data, rs, cs) = storage(Layout::PaddedRows, m, k, &mut rng);
         check_all_isas(MatRef::new(&data, m, k, rs, cs), &w, n, "many rows");
     }
     // Every K with one N, every N with one K.
@@ -295,8 +253,7 @@ fn shapes_layouts_and_panel_edges() {
     }
     for n in ns {
         let w = rng.vec(n * 20, -1.0, 1.0);
-        let values = rng.vec(3 * 20, -1.0, 1.0);
-        let (data, rs, cs) = x_storage(Layout::Transposed, 3, 20, &values);
+        let (data, rs, cs) = storage(Layout::Transposed, 3, 20, &mut rng);
         check_all_isas(MatRef::new(&data, 3, 20, rs, cs), &w, n, "n sweep");
     }
 }
@@ -388,8 +345,8 @@ fn threads_give_the_single_thread_result() {
         );
         let w = rng.vec(n * k, -1.0, 1.0);
         let panels = Bf16Panels::from_linear_weight(&w, n, k);
-        let values = rng.vec(m * k, -1.0, 1.0);
-        let (data, rs, cs) = x_storage(Layout::Transposed, m, k, &values);
+        // Strided for every m (x is then copied per call).
+        let (data, rs, cs) = storage(Layout::EveryOtherCol, m, k, &mut rng);
         let x = MatRef::new(&data, m, k, rs, cs);
         for isa in dispatch::available() {
             let run = || {

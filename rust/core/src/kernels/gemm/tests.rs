@@ -4,7 +4,7 @@
 use super::buffer::AlignedBuf;
 use super::*;
 use crate::kernels::dispatch;
-use crate::test_util::{in_pool, Rng};
+use crate::test_util::{in_pool, storage, Layout, Rng, LAYOUTS};
 
 /// C = beta·C + A·B accumulated in f64, plus the bound on f32 rounding error
 /// for each element: k·2⁻²³·(Σ|a·b| + |beta·c|) (generous; a wrong index or
@@ -47,35 +47,6 @@ fn assert_close(got: &[f32], want: &[f32], bound: &[f32], what: &str) {
             "{what}: element {idx}: got {g}, want {w} (tolerance {e})"
         );
     }
-}
-
-/// A [m×k] stored one of four ways, as a view over its own storage.
-#[derive(Clone, Copy, Debug)]
-enum Layout {
-    RowMajor,
-    /// Stored transposed (column-major view).
-    Transposed,
-    /// Row-major with padded rows.
-    PaddedRows,
-    /// Every other column of a wider row-major matrix.
-    EveryOtherCol,
-}
-
-const LAYOUTS: [Layout; 4] = [
-    Layout::RowMajor,
-    Layout::Transposed,
-    Layout::PaddedRows,
-    Layout::EveryOtherCol,
-];
-
-fn storage(layout: Layout, rows: usize, cols: usize, rng: &mut Rng) -> (Vec<f32>, usize, usize) {
-    let (len, rs, cs) = match layout {
-        Layout::RowMajor => (rows * cols, cols, 1),
-        Layout::Transposed => (rows * cols, 1, rows),
-        Layout::PaddedRows => (rows * (cols + 3), cols + 3, 1),
-        Layout::EveryOtherCol => (rows * 2 * cols, 2 * cols, 2),
-    };
-    (rng.vec(len.max(1), -1.0, 1.0), rs, cs)
 }
 
 /// Runs gemm and gemm_packed for one case on `isa` and checks both.

@@ -78,15 +78,16 @@ impl Transformer {
         let w: Weights = map.root();
         let e = cfg.d_model;
         let t = w.pp("transformer");
-        let generator_weights = w.pp("generator");
-        let generator_dims = ((e, "d_model"), (cfg.tgt_vocab_size, "tgt_vocab_size"));
-        let generator = Linear::new(&generator_weights, generator_dims.0, generator_dims.1)?;
-        let generator_screen = ArgmaxScreen::for_linear(
-            &generator_weights,
-            &generator,
-            generator_dims.0,
-            generator_dims.1,
-        )?;
+        // The generator first (its screen before it, see
+        // `ArgmaxScreen::from_weights`): its 65 MB weight (Transformer-base)
+        // is then paged in and dropped before the layers are resident.
+        let (g, d_model, vocab) = (
+            w.pp("generator"),
+            (e, "d_model"),
+            (cfg.tgt_vocab_size, "tgt_vocab_size"),
+        );
+        let generator_screen = ArgmaxScreen::from_weights(&g, d_model, vocab)?;
+        let generator = Linear::new(&g, d_model, vocab)?;
         let model = Transformer {
             src_embed: Embedding::new(
                 &w.pp("src_tok_emb.embedding"),

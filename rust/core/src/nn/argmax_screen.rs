@@ -165,19 +165,24 @@ impl ArgmaxScreen {
         })
     }
 
-    /// The screen of `linear`, built by `Linear::new(w, in_features,
-    /// out_features)`, from the same `weight` tensor (whose resident pages
-    /// it releases again afterwards, as `Linear::new` does).
-    pub fn for_linear(
+    /// The screen of the Linear layer `Linear::new(w, in_features,
+    /// out_features)` builds, from the same `weight` and `bias` tensors.
+    /// Made before that layer, which drops the weight's mapped pages once it
+    /// has packed them: so the pages are read in from the file once, for
+    /// both.
+    pub fn from_weights(
         w: &Weights,
-        linear: &Linear,
         in_features: Dim,
         out_features: Dim,
     ) -> crate::Result<Option<Self>> {
         let weight = w.get("weight", &[out_features, in_features])?;
-        let screen = Self::new(weight.data(), linear.bias(), out_features.0, in_features.0);
-        weight.release_resident_pages();
-        Ok(screen)
+        let bias = w.get("bias", &[out_features])?;
+        Ok(Self::new(
+            weight.data(),
+            Some(bias.data()),
+            out_features.0,
+            in_features.0,
+        ))
     }
 
     /// N.

@@ -110,7 +110,7 @@ impl Bf16Panels {
                     let shift = if jj % 32 < 16 { 0 } else { 16 };
                     let row = &w[(col0 + jj) * k..][..k];
                     for (p, &v) in row.iter().enumerate() {
-                        let bits = round_to_bf16(v).to_bits() >> 16;
+                        let bits = u32::from(half::bf16::from_f32(v).to_bits());
                         panel[p * 4 + group].0[lane] |= bits << shift;
                     }
                 }
@@ -162,24 +162,13 @@ impl Bf16Panels {
 }
 
 /// `x` rounded to the nearest bf16 (ties to even), returned as the f32 with
-/// that value. NaN stays NaN (made quiet, sign kept); values that round past
-/// the largest bf16 (about f32::MAX) become ±inf; subnormals round like the
-/// rest.
+/// that value: `half`'s conversion (the crate that also widens bf16
+/// checkpoints). NaN stays NaN (made quiet, sign kept); values that round
+/// past the largest bf16 (about f32::MAX) become ±inf; subnormals round
+/// like the rest.
 #[inline]
 pub fn round_to_bf16(x: f32) -> f32 {
-    let bits = x.to_bits();
-    if x.is_nan() {
-        // Truncating could clear every mantissa bit left (an infinity):
-        // set the quiet bit, which bf16 keeps.
-        return f32::from_bits((bits | 0x0040_0000) & 0xFFFF_0000);
-    }
-    // Adding just under half a bf16 ulp, plus one when the kept part is odd,
-    // carries into it exactly when the dropped part is above half, or half
-    // with an odd kept part; a carry out of the mantissa steps the exponent
-    // (to inf past the largest finite value). No overflow of u32: the
-    // largest non-NaN pattern is 0xFF80_0000.
-    let rounded = bits + 0x7FFF + ((bits >> 16) & 1);
-    f32::from_bits(rounded & 0xFFFF_0000)
+    half::bf16::from_f32(x).to_f32()
 }
 
 /// out[r·N + j] = Σ_{p<K} x[r, p]·w̃[j, p] for r < M = x.rows, j < N,

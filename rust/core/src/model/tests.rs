@@ -181,21 +181,26 @@ fn select_rows_reorders_duplicates_and_drops_every_cache() {
     assert_close(&lp, &log_softmax(&full[3 * v..4 * v]), 1e-4, "after drop");
 }
 
-#[test]
-fn greedy_generate_matches_argmax_of_full_decode() {
-    let m = model(true, Activation::Gelu);
-    let cfg = m.config().clone();
-    let src = [3i64, 4, 5, 6, 7, 0];
-    let src = TokenBatch::new(&src, 2, 3);
-    let opts = SearchOptions {
-        max_new_tokens: 6,
+/// Greedy search (beam 1, one hypothesis) with `cfg`'s BOS and EOS, scores on.
+fn greedy_options(cfg: &TransformerConfig, max_new_tokens: usize) -> SearchOptions {
+    SearchOptions {
+        max_new_tokens,
         beam_size: 1,
         length_penalty: 1.0,
         num_hypotheses: 1,
         bos_id: cfg.bos_id,
         eos_id: cfg.eos_id,
         return_scores: true,
-    };
+    }
+}
+
+#[test]
+fn greedy_generate_matches_argmax_of_full_decode() {
+    let m = model(true, Activation::Gelu);
+    let cfg = m.config().clone();
+    let src = [3i64, 4, 5, 6, 7, 0];
+    let src = TokenBatch::new(&src, 2, 3);
+    let opts = greedy_options(&cfg, 6);
     let out = m.generate(src, &opts).unwrap();
     for (b, hyps) in out.iter().enumerate() {
         let mut prefix = vec![cfg.bos_id];
@@ -269,15 +274,7 @@ fn greedy_without_scores_finds_the_same_tokens() {
                 .map(|_| 3 + rng.below(cfg.src_vocab_size - 3) as i64)
                 .collect();
             let src = TokenBatch::new(&src, batch, 5);
-            let scored = SearchOptions {
-                max_new_tokens: 10,
-                beam_size: 1,
-                length_penalty: 1.0,
-                num_hypotheses: 1,
-                bos_id: cfg.bos_id,
-                eos_id: cfg.eos_id,
-                return_scores: true,
-            };
+            let scored = greedy_options(&cfg, 10);
             let with = m.generate(src, &scored).unwrap();
             let without = m
                 .generate(

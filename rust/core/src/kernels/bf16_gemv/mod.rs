@@ -47,7 +47,7 @@ mod reference;
 mod tests;
 
 use super::dispatch::{self, Isa};
-use super::gemm::MatRef;
+use super::gemm::{AlignedBuf, MatRef};
 use super::simd::assert_available;
 use kernel::{PANEL, STEP_WORDS};
 
@@ -60,21 +60,8 @@ const PAR_MIN_ELEMENTS: usize = 1 << 18;
 /// starts late, with each item still a long contiguous run of panels.
 const ITEMS_PER_THREAD: usize = 4;
 
-/// One cache line of packed words: the unit the panels are stored in, so
-/// that every group of 16 words starts a 64-byte line.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u32; 16]);
-
-/// The packed panels, 64-byte aligned.
-#[derive(Clone)]
-struct Lines(Vec<Line>);
-
-impl std::fmt::Debug for Lines {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} cache lines", self.0.len())
-    }
-}
+/// u32 words in a cache line: a group of 16 columns at one k step.
+const LINE_WORDS: usize = 16;
 
 /// W [N×K] (PyTorch Linear layout) rounded to bf16 and packed in panels
 /// (see the module doc for the layout).
@@ -82,8 +69,10 @@ impl std::fmt::Debug for Lines {
 pub struct Bf16Panels {
     k: usize,
     n: usize,
-    /// `n.div_ceil(PANEL)` panels of K·4 lines each.
-    lines: Lines,
+    /// `n.div_ceil(PANEL)` panels of K·4 cache lines each, as u32 words,
+    /// every line starting a 64-byte boundary (huge pages when large, as
+    /// for the packed f32 weights).
+    words: AlignedBuf,
 }
 
 impl Bf16Panels {
@@ -99,11 +88,11 @@ impl Bf16Panels {
             "Bf16Panels::from_linear_weight: weight has {} elements, expected {n}x{k}",
             w.len()
         );
-        let panel_lines = k * STEP_WORDS / 16;
-        let mut lines = vec![Line([0; 16]); n.div_ceil(PANEL) * panel_lines];
-        if panel_lines > 0 {
+        let panel_words = k * STEP_WORDS;
+        let mut words = AlignedBuf::zeroed(n.div_ceil(PANEL) * panel_words);
+        if panel_words > 0 {
             // Panel `q` from rows 128q.. of W, each row read in order.
-            let pack = |q: usize, panel: &mut [Line]| {
+            let pack = |q: usize, panel: &mut [u32]| {
                 let col0 = q * PANEL;
                 for jj in 0..PANEL.min(n - col0) {
                     let (group, lane) = (jj / 32, jj % 16);
@@ -111,23 +100,23 @@ impl Bf16Panels {
                     let row = &w[(col0 + jj) * k..][..k];
                     for (p, &v) in row.iter().enumerate() {
                         let bits = u32::from(half::bf16::from_f32(v).to_bits());
-                        panel[p * 4 + group].0[lane] |= bits << shift;
+                        panel[(p * 4 + group) * LINE_WORDS + lane] |= bits << shift;
                     }
                 }
             };
             if n * k >= PAR_MIN_ELEMENTS && crate::parallel::loop_threads() > 1 {
-                crate::parallel::for_each_chunk_mut(&mut lines, panel_lines, pack);
+                crate::parallel::for_each_chunk_mut(words.as_mut_words(), panel_words, pack);
             } else {
-                for (q, panel) in lines.chunks_exact_mut(panel_lines).enumerate() {
+                for (q, panel) in words
+                    .as_mut_words()
+                    .chunks_exact_mut(panel_words)
+                    .enumerate()
+                {
                     pack(q, panel);
                 }
             }
         }
-        Bf16Panels {
-            k,
-            n,
-            lines: Lines(lines),
-        }
+        Bf16Panels { k, n, words }
     }
 
     /// K, in_features.
@@ -143,7 +132,13 @@ impl Bf16Panels {
     /// The packed words: panel q, step p, group g is the line
     /// `(q·K + p)·4 + g`.
     fn words(&self) -> *const u32 {
-        self.lines.0.as_ptr().cast()
+        self.words.as_words().as_ptr()
+    }
+
+    /// Word `lane` of cache line `line` of the panels.
+    #[cfg(test)]
+    fn word(&self, line: usize, lane: usize) -> u32 {
+        self.words.as_words()[line * LINE_WORDS + lane]
     }
 
     /// w̃[j, p], read back from the panels.
@@ -151,7 +146,7 @@ impl Bf16Panels {
     fn get(&self, j: usize, p: usize) -> f32 {
         assert!(j < self.n && p < self.k);
         let (q, jj) = (j / PANEL, j % PANEL);
-        let word = self.lines.0[(q * self.k + p) * 4 + jj / 32].0[jj % 16];
+        let word = self.word((q * self.k + p) * 4 + jj / 32, jj % 16);
         let bits = if jj % 32 < 16 {
             word << 16
         } else {

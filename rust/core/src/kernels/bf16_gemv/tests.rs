@@ -177,7 +177,7 @@ fn packing_reads_back_as_the_rounded_weight() {
         let last = n.div_ceil(PANEL) - 1;
         for p in 0..k {
             for jj in n - last * PANEL..PANEL {
-                let word = panels.lines.0[(last * k + p) * 4 + jj / 32].0[jj % 16];
+                let word = panels.word((last * k + p) * 4 + jj / 32, jj % 16);
                 let half = if jj % 32 < 16 {
                     word & 0xFFFF
                 } else {

@@ -35,14 +35,16 @@ enum Storage {
     },
 }
 
-/// `len` f32s starting on a 64-byte boundary, zero-initialised.
-pub(super) struct AlignedBuf {
+/// `len` f32s starting on a 64-byte boundary, zero-initialised. The same
+/// memory can be viewed as `len` u32 words (the bf16 panels of
+/// `kernels::bf16_gemv`).
+pub(crate) struct AlignedBuf {
     storage: Storage,
     len: usize,
 }
 
 impl AlignedBuf {
-    pub(super) fn zeroed(len: usize) -> Self {
+    pub(crate) fn zeroed(len: usize) -> Self {
         let bytes = len * std::mem::size_of::<f32>();
         if bytes >= HUGE_PAGE {
             if let Some(buf) = Self::mapped(len) {
@@ -91,7 +93,7 @@ impl AlignedBuf {
         }
     }
 
-    pub(super) fn as_slice(&self) -> &[f32] {
+    pub(crate) fn as_slice(&self) -> &[f32] {
         let ptr: *const f32 = match &self.storage {
             Storage::Lines(lines) => lines.as_ptr().cast(),
             // SAFETY: offset + len·4 ≤ the mapping's length: `capacity()`
@@ -105,7 +107,7 @@ impl AlignedBuf {
         unsafe { std::slice::from_raw_parts(ptr, self.len) }
     }
 
-    pub(super) fn as_mut_slice(&mut self) -> &mut [f32] {
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
         let ptr: *mut f32 = match &mut self.storage {
             Storage::Lines(lines) => lines.as_mut_ptr().cast(),
             // SAFETY: as in `as_slice`.
@@ -113,6 +115,22 @@ impl AlignedBuf {
         };
         // SAFETY: as in `as_slice`; `&mut self` makes the borrow unique.
         unsafe { std::slice::from_raw_parts_mut(ptr, self.len) }
+    }
+
+    /// The buffer as `len` u32 words.
+    pub(crate) fn as_words(&self) -> &[u32] {
+        let values = self.as_slice();
+        // SAFETY: u32 has f32's size and alignment, and every bit pattern
+        // is a valid u32.
+        unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), values.len()) }
+    }
+
+    /// The buffer as `len` mutable u32 words.
+    pub(crate) fn as_mut_words(&mut self) -> &mut [u32] {
+        let values = self.as_mut_slice();
+        // SAFETY: as in `as_words`, and every u32 written is a valid f32
+        // bit pattern; the borrow of `self` stays unique.
+        unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast(), values.len()) }
     }
 }
 

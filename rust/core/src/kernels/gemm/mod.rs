@@ -33,6 +33,7 @@ mod packed_b;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use buffer::AlignedBuf;
 pub use epilogue::Epilogue;
 pub use mat_ref::MatRef;
 pub use packed_b::PackedB;

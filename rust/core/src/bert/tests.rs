@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use crate::bert::weights::adapt;
 use crate::bert::{BertConfig, BertInput, BertModel, Pooling, PoolingMode};
 use crate::nn::{Activation, Tensor, TensorMap};
-use crate::test_util::{assert_close, Rng};
+use crate::test_util::{assert_close, in_pool, Rng};
 use crate::Error;
 
 fn config(hidden_act: Activation) -> BertConfig {
@@ -492,11 +492,7 @@ fn encode_splits_sentences_across_threads_without_changing_them() {
     let want = naive_pool(&naive, &lengths, t, cfg.hidden_size, &modes, true);
     let mut outputs = Vec::new();
     for threads in [1, 2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        let got = pool.install(|| {
+        let got = in_pool(threads, || {
             let batch = model.sentences(&s.ids, Some(&s.types), &lengths).unwrap();
             batch.encode(&pooling)
         });

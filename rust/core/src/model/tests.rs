@@ -4,7 +4,7 @@
 use crate::decoding::{SearchOptions, StepDecoder};
 use crate::model::{TokenBatch, Transformer, TransformerConfig};
 use crate::nn::{Activation, Tensor};
-use crate::test_util::Rng;
+use crate::test_util::{in_pool, Rng};
 use crate::Error;
 
 fn config(norm_first: bool, activation: Activation) -> TransformerConfig {
@@ -478,11 +478,7 @@ fn encode_on_the_kernel_pool_equals_one_thread() {
         .collect();
     let src = TokenBatch::new(&ids, 2, 160);
     let pooled = crate::parallel::install(|| m.encode(src).unwrap());
-    let serial = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap()
-        .install(|| m.encode(src).unwrap());
+    let serial = in_pool(1, || m.encode(src).unwrap());
     assert!(
         pooled == serial,
         "encode differs between the kernel pool and one thread"

@@ -15,7 +15,7 @@ pub(super) const PANEL: usize = 128;
 /// u32 words of a panel per k step: 4 groups (cache lines) of 16.
 pub(super) const STEP_WORDS: usize = 64;
 /// Words of a group: one cache line.
-const GROUP_WORDS: usize = 16;
+pub(super) const GROUP_WORDS: usize = 16;
 /// k steps every row and pass sweeps before the next block: 16 KiB of a
 /// panel, which the first pass brings into L1 for the others.
 const K_BLOCK: usize = 64;

@@ -49,7 +49,7 @@ mod tests;
 use super::dispatch::{self, Isa};
 use super::gemm::{AlignedBuf, MatRef};
 use super::simd::assert_available;
-use kernel::{PANEL, STEP_WORDS};
+use kernel::{GROUP_WORDS, PANEL, STEP_WORDS};
 
 /// Products whose weight has at least this many elements (N·K) are split
 /// across the kernel pool when it has more than one thread: below it, a
@@ -59,9 +59,6 @@ const PAR_MIN_ELEMENTS: usize = 1 << 18;
 /// Work items per thread when split: a little slack for a thread that
 /// starts late, with each item still a long contiguous run of panels.
 const ITEMS_PER_THREAD: usize = 4;
-
-/// u32 words in a cache line: a group of 16 columns at one k step.
-const LINE_WORDS: usize = 16;
 
 /// W [N×K] (PyTorch Linear layout) rounded to bf16 and packed in panels
 /// (see the module doc for the layout).
@@ -100,7 +97,7 @@ impl Bf16Panels {
                     let row = &w[(col0 + jj) * k..][..k];
                     for (p, &v) in row.iter().enumerate() {
                         let bits = u32::from(half::bf16::from_f32(v).to_bits());
-                        panel[(p * 4 + group) * LINE_WORDS + lane] |= bits << shift;
+                        panel[(p * 4 + group) * GROUP_WORDS + lane] |= bits << shift;
                     }
                 }
             };
@@ -138,7 +135,7 @@ impl Bf16Panels {
     /// Word `lane` of cache line `line` of the panels.
     #[cfg(test)]
     fn word(&self, line: usize, lane: usize) -> u32 {
-        self.words.as_words()[line * LINE_WORDS + lane]
+        self.words.as_words()[line * GROUP_WORDS + lane]
     }
 
     /// w̃[j, p], read back from the panels.
